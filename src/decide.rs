@@ -1,0 +1,511 @@
+//! The decision for one request: a pure function of the compiled policy, the
+//! request headers and two facts asked of the host only when needed (the
+//! wall clock and whether the connection is TLS).
+
+use crate::config::{fold_eq, MAX_KEY_LEN};
+use crate::host;
+use crate::path::{self, PathError};
+use crate::policy::{Auth, Key, KeyState, Mode, Policy, Route};
+use std::fmt;
+
+/// What the decision may ask of the host, lazily.
+pub trait Env {
+    /// Wall clock, Unix nanoseconds; `None` when the host cannot tell.
+    fn now(&self) -> Option<i128>;
+    /// Whether the request reached the gateway over TLS.
+    fn is_tls(&self) -> bool;
+}
+
+/// The outcome of a request; one counter each.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    Public,
+    Allowed,
+    DeniedMissing,
+    DeniedInvalid,
+    DeniedForbidden,
+    DeniedBadRequest,
+    DeniedTls,
+    DeniedConfig,
+}
+
+impl Outcome {
+    pub const ALL: [Outcome; 8] = [
+        Outcome::Public,
+        Outcome::Allowed,
+        Outcome::DeniedMissing,
+        Outcome::DeniedInvalid,
+        Outcome::DeniedForbidden,
+        Outcome::DeniedBadRequest,
+        Outcome::DeniedTls,
+        Outcome::DeniedConfig,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Outcome::Public => "public",
+            Outcome::Allowed => "allowed",
+            Outcome::DeniedMissing => "denied_missing",
+            Outcome::DeniedInvalid => "denied_invalid",
+            Outcome::DeniedForbidden => "denied_forbidden",
+            Outcome::DeniedBadRequest => "denied_bad_request",
+            Outcome::DeniedTls => "denied_tls",
+            Outcome::DeniedConfig => "denied_config",
+        }
+    }
+
+    /// Position in [`Outcome::ALL`].
+    pub fn index(self) -> usize {
+        self as usize
+    }
+}
+
+/// Why, in more detail than the outcome; for logs only.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Reason {
+    PublicRoute,
+    CorsPreflight,
+    ValidKey,
+    NoKey,
+    EmptyKey,
+    RepeatedKey,
+    CommaInKey,
+    KeyTooLong,
+    UnknownKey,
+    Revoked,
+    NotYetValid,
+    Expired,
+    ClientNotAllowed,
+    NotTls,
+    Path(PathError),
+    MethodOverride,
+    NoMethod,
+    BadHost,
+    NoConfig,
+}
+
+impl Reason {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Reason::PublicRoute => "public_route",
+            Reason::CorsPreflight => "cors_preflight",
+            Reason::ValidKey => "valid_key",
+            Reason::NoKey => "no_key",
+            Reason::EmptyKey => "empty_key",
+            Reason::RepeatedKey => "repeated_key_header",
+            Reason::CommaInKey => "comma_in_key",
+            Reason::KeyTooLong => "key_too_long",
+            Reason::UnknownKey => "unknown_key",
+            Reason::Revoked => "revoked",
+            Reason::NotYetValid => "not_yet_valid",
+            Reason::Expired => "expired",
+            Reason::ClientNotAllowed => "client_not_allowed",
+            Reason::NotTls => "not_tls",
+            Reason::Path(e) => e.as_str(),
+            Reason::MethodOverride => "method_override_header",
+            Reason::NoMethod => "no_method",
+            Reason::BadHost => "bad_host",
+            Reason::NoConfig => "no_config",
+        }
+    }
+}
+
+/// A local reply.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Reply {
+    Unauthorized,
+    Forbidden,
+    HttpsRequired,
+    BadRequest,
+    Unavailable,
+}
+
+impl Reply {
+    pub fn status(self) -> u32 {
+        match self {
+            Reply::Unauthorized => 401,
+            Reply::Forbidden | Reply::HttpsRequired => 403,
+            Reply::BadRequest => 400,
+            Reply::Unavailable => 503,
+        }
+    }
+
+    pub fn body(self) -> &'static str {
+        match self {
+            Reply::Unauthorized => r#"{"error":"unauthorized","message":"unauthorized access"}"#,
+            Reply::Forbidden => {
+                r#"{"error":"forbidden","message":"api key not allowed for this route"}"#
+            }
+            Reply::HttpsRequired => r#"{"error":"forbidden","message":"https required"}"#,
+            Reply::BadRequest => r#"{"error":"bad_request","message":"ambiguous request"}"#,
+            Reply::Unavailable => r#"{"error":"unavailable","message":"no valid configuration"}"#,
+        }
+    }
+}
+
+/// How the key header appeared in the request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Presented<'r> {
+    Absent,
+    Once(&'r [u8]),
+    /// Two or more header lines.
+    Repeated,
+}
+
+/// Another spelling of the key or client header (`_` for `-`) found in a
+/// request, removed by name.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Alias<'r> {
+    Key(&'r [u8]),
+    Client(&'r [u8]),
+}
+
+/// What a decision needs from the request headers, gathered in one pass.
+#[derive(Debug, Clone, Default)]
+pub struct Request<'r> {
+    pub path: Option<&'r [u8]>,
+    pub method: Option<&'r [u8]>,
+    pub authority: Option<&'r [u8]>,
+    pub host: Option<&'r [u8]>,
+    key_lines: u32,
+    key_value: Option<&'r [u8]>,
+    pub client_header: bool,
+    pub aliases: Vec<Alias<'r>>,
+    pub method_override: bool,
+    pub origin: bool,
+    pub cors_request_method: bool,
+}
+
+impl<'r> Request<'r> {
+    pub fn key(&self) -> Presented<'r> {
+        match (self.key_lines, self.key_value) {
+            (1, Some(v)) => Presented::Once(v),
+            (0, _) | (_, None) => Presented::Absent,
+            _ => Presented::Repeated,
+        }
+    }
+}
+
+const METHOD_OVERRIDES: [&[u8]; 3] = [
+    b"x-http-method-override",
+    b"x-http-method",
+    b"x-method-override",
+];
+
+impl Policy {
+    /// Reads what the decision needs from all request headers, as bytes.
+    pub fn scan<'r, I>(&self, headers: I) -> Request<'r>
+    where
+        I: IntoIterator<Item = (&'r [u8], &'r [u8])>,
+    {
+        let key_name = self.header.as_bytes();
+        let client_name = self.forward_client.as_deref().map(str::as_bytes);
+        let mut req = Request::default();
+        for (name, value) in headers {
+            if let Some(pseudo) = name.strip_prefix(b":") {
+                match pseudo {
+                    b"path" => req.path = Some(value),
+                    b"method" => req.method = Some(value),
+                    b"authority" => req.authority = Some(value),
+                    _ => {}
+                }
+                continue;
+            }
+            if name.eq_ignore_ascii_case(key_name) {
+                req.key_lines += 1;
+                req.key_value.get_or_insert(value);
+            } else if fold_eq(name, key_name) {
+                req.aliases.push(Alias::Key(name));
+            } else if let Some(client) = client_name.filter(|c| fold_eq(name, c)) {
+                if name.eq_ignore_ascii_case(client) {
+                    req.client_header = true;
+                } else {
+                    req.aliases.push(Alias::Client(name));
+                }
+            } else if name.eq_ignore_ascii_case(b"host") {
+                req.host.get_or_insert(value);
+            } else if name.eq_ignore_ascii_case(b"origin") {
+                req.origin = true;
+            } else if name.eq_ignore_ascii_case(b"access-control-request-method") {
+                req.cors_request_method = true;
+            } else if METHOD_OVERRIDES.iter().any(|m| fold_eq(name, m)) {
+                req.method_override = true;
+            }
+        }
+        req
+    }
+
+    /// Decides what to do with a request.
+    pub fn decide<'p, 'r>(&'p self, req: &Request<'r>, env: &dyn Env) -> Decision<'p, 'r> {
+        let mut d = Decision {
+            outcome: Outcome::Public,
+            reason: Reason::PublicRoute,
+            route: None,
+            key: None,
+            client: None,
+            presented: None,
+            reply: None,
+            strip_key: self.strip_key,
+            set_client: None,
+            mode: self.mode,
+        };
+
+        // 1. Canonical path.
+        let path = match req.path.map(path::canonical) {
+            Some(Ok(p)) => p,
+            Some(Err(e)) => {
+                return d.deny(
+                    Outcome::DeniedBadRequest,
+                    Reason::Path(e),
+                    Reply::BadRequest,
+                )
+            }
+            None => {
+                let reason = Reason::Path(PathError::NotOriginForm);
+                return d.deny(Outcome::DeniedBadRequest, reason, Reply::BadRequest);
+            }
+        };
+
+        // 2. Method and host.
+        if req.method_override {
+            return d.deny(
+                Outcome::DeniedBadRequest,
+                Reason::MethodOverride,
+                Reply::BadRequest,
+            );
+        }
+        let Some(method) = req.method.filter(|m| !m.is_empty()) else {
+            return d.deny(
+                Outcome::DeniedBadRequest,
+                Reason::NoMethod,
+                Reply::BadRequest,
+            );
+        };
+        let authority = req.authority.or(req.host).unwrap_or_default();
+        let Some(host) = host::normalize(authority) else {
+            return d.deny(
+                Outcome::DeniedBadRequest,
+                Reason::BadHost,
+                Reply::BadRequest,
+            );
+        };
+
+        if self.allow_cors_preflight
+            && method.eq_ignore_ascii_case(b"OPTIONS")
+            && req.origin
+            && req.cors_request_method
+        {
+            d.reason = Reason::CorsPreflight;
+            d.strip_key = true;
+            return d;
+        }
+
+        // 3. Route.
+        let route = self.routes.iter().find(|r| r.matches(&path, method, host));
+        d.route = route;
+        if route.map_or(self.default_auth, |r| r.auth) == Auth::None {
+            // 4. Public.
+            return d;
+        }
+
+        // 5. Private.
+        if self.require_tls && !env.is_tls() {
+            return d.deny(Outcome::DeniedTls, Reason::NotTls, Reply::HttpsRequired);
+        }
+        let value = match req.key() {
+            Presented::Absent => {
+                return d.deny(Outcome::DeniedMissing, Reason::NoKey, Reply::Unauthorized)
+            }
+            Presented::Repeated => {
+                return d.deny(
+                    Outcome::DeniedInvalid,
+                    Reason::RepeatedKey,
+                    Reply::Unauthorized,
+                )
+            }
+            Presented::Once(v) => v,
+        };
+        d.presented = Some(value);
+        if value.is_empty() {
+            return d.deny(
+                Outcome::DeniedMissing,
+                Reason::EmptyKey,
+                Reply::Unauthorized,
+            );
+        }
+        if value.contains(&b',') {
+            return d.deny(
+                Outcome::DeniedInvalid,
+                Reason::CommaInKey,
+                Reply::Unauthorized,
+            );
+        }
+        if value.len() > MAX_KEY_LEN {
+            return d.deny(
+                Outcome::DeniedInvalid,
+                Reason::KeyTooLong,
+                Reply::Unauthorized,
+            );
+        }
+        let Some(key) = self.lookup(value) else {
+            return d.deny(
+                Outcome::DeniedInvalid,
+                Reason::UnknownKey,
+                Reply::Unauthorized,
+            );
+        };
+        d.key = Some(key);
+        d.client = Some(self.client_name(key));
+        let state = if key.revoked || key.has_time_bounds() {
+            key.state(env.now())
+        } else {
+            KeyState::Valid
+        };
+        let reason = match state {
+            KeyState::Valid => None,
+            KeyState::Revoked => Some(Reason::Revoked),
+            KeyState::NotYetValid => Some(Reason::NotYetValid),
+            KeyState::Expired => Some(Reason::Expired),
+        };
+        if let Some(reason) = reason {
+            return d.deny(Outcome::DeniedInvalid, reason, Reply::Unauthorized);
+        }
+        if !route.is_none_or(|r| r.allows(key.client)) {
+            return d.deny(
+                Outcome::DeniedForbidden,
+                Reason::ClientNotAllowed,
+                Reply::Forbidden,
+            );
+        }
+        d.outcome = Outcome::Allowed;
+        d.reason = Reason::ValidKey;
+        d.set_client = self.forward_client.as_deref().zip(d.client);
+        d
+    }
+}
+
+/// The decision for a request that reached a filter with no valid config.
+pub fn decide_without_policy<'p, 'r>() -> Decision<'p, 'r> {
+    Decision {
+        outcome: Outcome::DeniedConfig,
+        reason: Reason::NoConfig,
+        route: None,
+        key: None,
+        client: None,
+        presented: None,
+        reply: Some(Reply::Unavailable),
+        strip_key: false,
+        set_client: None,
+        mode: Mode::Enforce,
+    }
+}
+
+/// What to do with a request, and what to log and count about it.
+#[derive(Debug, Clone)]
+pub struct Decision<'p, 'r> {
+    pub outcome: Outcome,
+    pub reason: Reason,
+    /// The matched route; `None` for the default or before routing.
+    pub route: Option<&'p Route>,
+    /// The key the presented value hashes to, valid or not.
+    pub key: Option<&'p Key>,
+    pub client: Option<&'p str>,
+    /// The presented key value, for the masked form in logs.
+    pub presented: Option<&'r [u8]>,
+    /// A local reply to send instead of forwarding (never in report mode).
+    pub reply: Option<Reply>,
+    /// Remove the key header and its other spellings when forwarding.
+    pub strip_key: bool,
+    /// `(header, client)` to set upstream.
+    pub set_client: Option<(&'p str, &'p str)>,
+    pub mode: Mode,
+}
+
+impl<'p, 'r> Decision<'p, 'r> {
+    fn deny(mut self, outcome: Outcome, reason: Reason, reply: Reply) -> Self {
+        self.outcome = outcome;
+        self.reason = reason;
+        if self.mode == Mode::Enforce {
+            self.reply = Some(reply);
+        }
+        self
+    }
+
+    pub fn route_name(&self) -> &'p str {
+        self.route.map_or("(default)", |r| &r.name)
+    }
+
+    /// Header edits for a forwarded request: names to remove. Client-sent
+    /// client headers are always removed (the configured name is replaced
+    /// when a key passed).
+    pub fn removals<'a>(
+        &'a self,
+        req: &'a Request<'r>,
+        policy: &'a Policy,
+    ) -> impl Iterator<Item = &'a [u8]> + 'a {
+        let key = (self.strip_key && req.key_lines > 0).then_some(policy.header.as_bytes());
+        let client = (req.client_header && self.set_client.is_none())
+            .then_some(policy.forward_client.as_deref().map(str::as_bytes))
+            .flatten();
+        let aliases = req.aliases.iter().filter_map(move |a| match *a {
+            Alias::Key(name) => self.strip_key.then_some(name),
+            Alias::Client(name) => Some(name),
+        });
+        key.into_iter().chain(client).chain(aliases)
+    }
+
+    /// The log line; the presented key appears only masked.
+    pub fn log_line(&self) -> LogLine<'_, 'p, 'r> {
+        LogLine(self)
+    }
+}
+
+/// `outcome=... reason=... route=... key=...`
+pub struct LogLine<'d, 'p, 'r>(&'d Decision<'p, 'r>);
+
+impl fmt::Display for LogLine<'_, '_, '_> {
+    fn fmt(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        let d = self.0;
+        write!(
+            f,
+            "outcome={} reason={} route={}",
+            d.outcome.as_str(),
+            d.reason.as_str(),
+            d.route_name()
+        )?;
+        if let Some(key) = d.key {
+            write!(f, " key_id={} client={}", key.id, d.client.unwrap_or(""))?;
+        } else if let Some(value) = d.presented {
+            write!(f, " key={}", Masked(value))?;
+        }
+        if d.mode == Mode::Report {
+            f.write_str(" mode=report")?;
+        }
+        Ok(())
+    }
+}
+
+/// A presented key as logs may show it: `****` plus its last 4 characters
+/// when the value is at least 16 bytes and those 4 are `[A-Za-z0-9_-]`,
+/// else just `****`.
+pub struct Masked<'a>(pub &'a [u8]);
+
+impl fmt::Display for Masked<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("****")?;
+        let v = self.0;
+        if v.len() >= 16 {
+            if let Some(tail) = v.get(v.len() - 4..) {
+                if tail
+                    .iter()
+                    .all(|&b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+                {
+                    for &b in tail {
+                        write!(f, "{}", char::from(b))?;
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,239 @@
+//! The proxy-wasm glue: compile the config in `on_configure`, and per
+//! request read the headers, call `decide`, count, log and apply.
+
+mod abi;
+
+use crate::config;
+use crate::decide::{decide_without_policy, Decision, Env, Outcome, Reply};
+use crate::policy::Policy;
+use crate::wire;
+use proxy_wasm::traits::{Context, HttpContext, RootContext};
+use proxy_wasm::types::{Action, ContextType};
+use std::rc::Rc;
+
+proxy_wasm::main! {{
+    logging::init();
+    proxy_wasm::set_root_context(|_| -> Box<dyn RootContext> { Box::new(Root::default()) });
+}}
+
+/// What every request of a root context shares; replaced whole on configure.
+#[derive(Default)]
+struct State {
+    policy: Option<Policy>,
+    /// Counter ids, in `Outcome::ALL` order.
+    counters: [Option<u32>; Outcome::ALL.len()],
+    /// Serialized reply headers, in `REPLIES` order.
+    reply_headers: Vec<Vec<u8>>,
+}
+
+const REPLIES: [Reply; 5] = [
+    Reply::Unauthorized,
+    Reply::Forbidden,
+    Reply::HttpsRequired,
+    Reply::BadRequest,
+    Reply::Unavailable,
+];
+
+impl State {
+    fn new(policy: Option<Policy>) -> State {
+        let counters =
+            Outcome::ALL.map(|o| abi::define_counter(&format!("nected_key_auth.{}", o.as_str())));
+        let www_authenticate = policy.as_ref().map(|p| &*p.www_authenticate);
+        let reply_headers = REPLIES
+            .iter()
+            .map(|&reply| {
+                let mut headers = vec![("content-type", "application/json")];
+                if let (Reply::Unauthorized, Some(value)) = (reply, www_authenticate) {
+                    headers.push(("www-authenticate", value));
+                }
+                wire::serialize_map(&headers)
+            })
+            .collect();
+        State {
+            policy,
+            counters,
+            reply_headers,
+        }
+    }
+
+    fn count(&self, outcome: Outcome) {
+        if let Some(Some(id)) = self.counters.get(outcome.index()) {
+            abi::increment(*id);
+        }
+    }
+
+    fn reply(&self, reply: Reply) {
+        let at = REPLIES.iter().position(|&r| r == reply).unwrap_or(0);
+        let headers = self.reply_headers.get(at).map_or(&[][..], |h| &h[..]);
+        abi::send_local_response(reply.status(), headers, reply.body());
+    }
+}
+
+#[derive(Default)]
+struct Root {
+    state: Rc<State>,
+}
+
+impl Context for Root {}
+
+impl RootContext for Root {
+    fn on_configure(&mut self, _size: usize) -> bool {
+        logging::refresh_level();
+        let bytes = abi::plugin_configuration().unwrap_or_default();
+        match config::compile(&bytes) {
+            Ok(policy) => {
+                let s = policy.summary(abi::now().unwrap_or(0));
+                log::info!(
+                    "configured mode={} routes={} keys={} clients={} revoked={} expired={} expiring_7d={} config={}",
+                    policy.mode.as_str(),
+                    s.routes,
+                    s.keys,
+                    s.clients,
+                    s.revoked,
+                    s.expired,
+                    s.expiring_7d,
+                    policy.fingerprint
+                );
+                self.state = Rc::new(State::new(Some(policy)));
+                true
+            }
+            Err(errors) => {
+                for e in &errors {
+                    log::error!("invalid configuration: {e}");
+                }
+                log::error!(
+                    "configuration rejected ({} error{}); {}",
+                    errors.len(),
+                    if errors.len() == 1 { "" } else { "s" },
+                    if self.state.policy.is_some() {
+                        "keeping the previous configuration"
+                    } else {
+                        "requests get 503 until a valid configuration arrives"
+                    }
+                );
+                if self.state.counters.iter().all(Option::is_none) {
+                    self.state = Rc::new(State::new(None));
+                }
+                false
+            }
+        }
+    }
+
+    fn create_http_context(&self, _context_id: u32) -> Option<Box<dyn HttpContext>> {
+        Some(Box::new(Request {
+            state: Rc::clone(&self.state),
+        }))
+    }
+
+    fn get_type(&self) -> Option<ContextType> {
+        Some(ContextType::HttpContext)
+    }
+}
+
+struct Request {
+    state: Rc<State>,
+}
+
+impl Context for Request {}
+
+/// The host facts a decision may ask for.
+struct Host;
+
+impl Env for Host {
+    fn now(&self) -> Option<i128> {
+        abi::now()
+    }
+
+    fn is_tls(&self) -> bool {
+        abi::get_property(b"connection\0tls_version").is_some_and(|v| !v.is_empty())
+    }
+}
+
+impl HttpContext for Request {
+    fn on_http_request_headers(&mut self, _num_headers: usize, _end_of_stream: bool) -> Action {
+        logging::refresh_level();
+        let state = &*self.state;
+        let Some(policy) = &state.policy else {
+            let d = decide_without_policy();
+            record(state, &d);
+            state.reply(Reply::Unavailable);
+            return Action::Pause;
+        };
+        let buf = abi::request_headers();
+        let req = policy.scan(wire::pairs(&buf));
+        let d = policy.decide(&req, &Host);
+        record(state, &d);
+        if let Some(reply) = d.reply {
+            state.reply(reply);
+            return Action::Pause;
+        }
+        for name in d.removals(&req, policy) {
+            abi::remove_request_header(name);
+        }
+        if let Some((name, client)) = d.set_client {
+            abi::replace_request_header(name, client);
+        }
+        Action::Continue
+    }
+}
+
+/// Counts, logs and exposes (as filter state) the outcome of a request.
+fn record(state: &State, d: &Decision) {
+    state.count(d.outcome);
+    log::debug!("{}", d.log_line());
+    abi::set_property("nected_key_auth.outcome", d.outcome.as_str().as_bytes());
+    abi::set_property("nected_key_auth.route", d.route_name().as_bytes());
+    if let Some(key) = d.key {
+        abi::set_property("nected_key_auth.key_id", key.id.as_bytes());
+    }
+}
+
+/// A `log` backend over `proxy_log` that never panics, with its level
+/// following the host's.
+mod logging {
+    use super::abi;
+
+    struct HostLogger;
+
+    static LOGGER: HostLogger = HostLogger;
+
+    impl log::Log for HostLogger {
+        fn enabled(&self, metadata: &log::Metadata) -> bool {
+            metadata.level() <= log::max_level()
+        }
+
+        fn log(&self, record: &log::Record) {
+            let level = match record.level() {
+                log::Level::Trace => 0,
+                log::Level::Debug => 1,
+                log::Level::Info => 2,
+                log::Level::Warn => 3,
+                log::Level::Error => 4,
+            };
+            abi::log(level, &record.args().to_string());
+        }
+
+        fn flush(&self) {}
+    }
+
+    pub fn init() {
+        let _ = log::set_logger(&LOGGER);
+        std::panic::set_hook(Box::new(|info| abi::log(5, &format!("panic: {info}"))));
+        // No host call is allowed while the module initializes; the level
+        // is read from the host from the first configure on.
+        log::set_max_level(log::LevelFilter::Info);
+    }
+
+    /// Follows the host's level, so disabled lines cost no formatting.
+    pub fn refresh_level() {
+        let filter = match abi::log_level() {
+            Some(0) => log::LevelFilter::Trace,
+            Some(1) => log::LevelFilter::Debug,
+            Some(2) | None => log::LevelFilter::Info,
+            Some(3) => log::LevelFilter::Warn,
+            Some(4) => log::LevelFilter::Error,
+            Some(_) => log::LevelFilter::Off,
+        };
+        log::set_max_level(filter);
+    }
+}

@@ -1,0 +1,306 @@
+//! Step 1 of a decision: the canonical path that routes are matched against.
+//!
+//! From `:path`: the query and fragment are dropped and percent-encoded
+//! unreserved characters decoded; a path that is missing, not in origin form,
+//! holds a `.`/`..` segment (also as `..;x` or `%2e%2e`), an encoded `/` or
+//! `\`, a raw `\`, a raw or encoded control character, a raw space or invalid
+//! percent-encoding is refused. Then `;params` are dropped from each segment
+//! and repeated `/` merged. Other percent-escapes are kept, with upper-case
+//! hex digits, so a route can name them.
+
+use std::borrow::Cow;
+
+/// Why a path was refused (for logs; every variant is a 400).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PathError {
+    /// No `:path`, or one that does not start with `/` (`*`, CONNECT).
+    NotOriginForm,
+    /// A `.` or `..` segment, raw or encoded, with or without `;params`.
+    DotSegment,
+    /// `%2F` or `%5C`.
+    EncodedSlash,
+    /// A raw `\`.
+    Backslash,
+    /// A raw or encoded control character, or a raw space.
+    Control,
+    /// A `%` not followed by two hex digits.
+    BadEscape,
+}
+
+impl PathError {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            PathError::NotOriginForm => "path_not_origin_form",
+            PathError::DotSegment => "path_dot_segment",
+            PathError::EncodedSlash => "path_encoded_slash",
+            PathError::Backslash => "path_backslash",
+            PathError::Control => "path_control_character",
+            PathError::BadEscape => "path_bad_escape",
+        }
+    }
+}
+
+fn is_unreserved(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~')
+}
+
+fn is_control(b: u8) -> bool {
+    b < 0x20 || b == 0x7f
+}
+
+fn hex_value(b: u8) -> Option<u8> {
+    match b {
+        b'0'..=b'9' => Some(b - b'0'),
+        b'a'..=b'f' => Some(b - b'a' + 10),
+        b'A'..=b'F' => Some(b - b'A' + 10),
+        _ => None,
+    }
+}
+
+fn hex_upper(nibble: u8) -> u8 {
+    match nibble {
+        0..=9 => b'0' + nibble,
+        _ => b'A' + nibble.saturating_sub(10),
+    }
+}
+
+/// The canonical form of a request's `:path`, borrowed when the path is
+/// already canonical (the common case: no allocation).
+pub fn canonical(raw: &[u8]) -> Result<Cow<'_, [u8]>, PathError> {
+    let end = raw
+        .iter()
+        .position(|&b| b == b'?' || b == b'#')
+        .unwrap_or(raw.len());
+    let path = raw.get(..end).unwrap_or_default();
+    if path.first() != Some(&b'/') {
+        return Err(PathError::NotOriginForm);
+    }
+    if is_plain(path) {
+        return Ok(Cow::Borrowed(path));
+    }
+    rebuild(path).map(Cow::Owned)
+}
+
+/// True when `path` has nothing to decode, drop, merge or refuse.
+fn is_plain(path: &[u8]) -> bool {
+    let simple_bytes = path
+        .iter()
+        .all(|&b| !matches!(b, b'%' | b';' | b'\\' | b' ') && !is_control(b));
+    if !simple_bytes {
+        return false;
+    }
+    let mut segments = path.split(|&b| b == b'/').skip(1).peekable();
+    while let Some(segment) = segments.next() {
+        let last = segments.peek().is_none();
+        if segment == b"." || segment == b".." || (segment.is_empty() && !last) {
+            return false;
+        }
+    }
+    true
+}
+
+/// The full algorithm; `path` starts with `/` and has no query.
+fn rebuild(path: &[u8]) -> Result<Vec<u8>, PathError> {
+    let mut out = Vec::with_capacity(path.len());
+    out.push(b'/');
+    let mut segments = path.split(|&b| b == b'/').skip(1).peekable();
+    let mut name = Vec::new();
+    while let Some(segment) = segments.next() {
+        // The whole segment is validated, params included; only the part
+        // before the first raw ';' is kept, decoded.
+        name.clear();
+        let mut in_params = false;
+        let mut bytes = segment.iter().copied();
+        while let Some(b) = bytes.next() {
+            match b {
+                b'%' => {
+                    let hi = bytes.next().and_then(hex_value);
+                    let lo = bytes.next().and_then(hex_value);
+                    let (Some(hi), Some(lo)) = (hi, lo) else {
+                        return Err(PathError::BadEscape);
+                    };
+                    let v = hi << 4 | lo;
+                    if v == b'/' || v == b'\\' {
+                        return Err(PathError::EncodedSlash);
+                    }
+                    if is_control(v) {
+                        return Err(PathError::Control);
+                    }
+                    if in_params {
+                        continue;
+                    }
+                    if is_unreserved(v) {
+                        name.push(v);
+                    } else {
+                        name.push(b'%');
+                        name.push(hex_upper(hi));
+                        name.push(hex_upper(lo));
+                    }
+                }
+                b'\\' => return Err(PathError::Backslash),
+                b' ' => return Err(PathError::Control),
+                _ if is_control(b) => return Err(PathError::Control),
+                b';' => in_params = true,
+                _ if !in_params => name.push(b),
+                _ => {}
+            }
+        }
+        if name == b"." || name == b".." {
+            return Err(PathError::DotSegment);
+        }
+        let last = segments.peek().is_none();
+        if name.is_empty() {
+            // Repeated '/' are merged; a trailing '/' is kept once.
+            if last && out.last() != Some(&b'/') {
+                out.push(b'/');
+            }
+            continue;
+        }
+        if out.last() != Some(&b'/') {
+            out.push(b'/');
+        }
+        out.extend_from_slice(&name);
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn canon(s: &str) -> Result<String, PathError> {
+        canonical(s.as_bytes()).map(|c| String::from_utf8(c.into_owned()).unwrap())
+    }
+
+    #[test]
+    fn table() {
+        use PathError::*;
+        let cases: &[(&str, Result<&str, PathError>)] = &[
+            ("/", Ok("/")),
+            ("/api/v1/rules", Ok("/api/v1/rules")),
+            ("/api/v1/rules/", Ok("/api/v1/rules/")),
+            ("/api/v1/rules?x=1", Ok("/api/v1/rules")),
+            ("/api/v1/rules?x=/../admin", Ok("/api/v1/rules")),
+            ("/a#frag", Ok("/a")),
+            ("//admin", Ok("/admin")),
+            ("/a//b///c", Ok("/a/b/c")),
+            ("/a//", Ok("/a/")),
+            ("//", Ok("/")),
+            ("/admin;x=1", Ok("/admin")),
+            ("/a;x/b;y=2;z", Ok("/a/b")),
+            ("/;x/admin", Ok("/admin")),
+            ("/a/;x", Ok("/a/")),
+            ("/%61dmin", Ok("/admin")),
+            ("/%7Euser/%2D%2e%5F", Ok("/~user/-._")),
+            ("/a%3bb", Ok("/a%3Bb")),
+            ("/a%3Fb", Ok("/a%3Fb")),
+            ("/%25", Ok("/%25")),
+            ("/%252e%252e/x", Ok("/%252e%252e/x")),
+            ("/caf%c3%a9", Ok("/caf%C3%A9")),
+            ("/API", Ok("/API")),
+            ("/...", Ok("/...")),
+            ("/.well-known/x", Ok("/.well-known/x")),
+            ("/a.b/c..d", Ok("/a.b/c..d")),
+            ("", Err(NotOriginForm)),
+            ("*", Err(NotOriginForm)),
+            ("example.com:443", Err(NotOriginForm)),
+            ("?x", Err(NotOriginForm)),
+            ("http://h/admin", Err(NotOriginForm)),
+            ("/files/../admin", Err(DotSegment)),
+            ("/..", Err(DotSegment)),
+            ("/.", Err(DotSegment)),
+            ("/./admin", Err(DotSegment)),
+            ("/a/.", Err(DotSegment)),
+            ("/%2e%2e/admin", Err(DotSegment)),
+            ("/%2E%2E/admin", Err(DotSegment)),
+            ("/.%2e/admin", Err(DotSegment)),
+            ("/%2e/admin", Err(DotSegment)),
+            ("/..;x/admin", Err(DotSegment)),
+            ("/.;x/admin", Err(DotSegment)),
+            ("/a/..;/admin", Err(DotSegment)),
+            ("/files%2F..%2Fadmin", Err(EncodedSlash)),
+            ("/files%2f", Err(EncodedSlash)),
+            ("/files%5C..%5Cadmin", Err(EncodedSlash)),
+            ("/files%5c", Err(EncodedSlash)),
+            ("/files\\..\\admin", Err(Backslash)),
+            ("/a;\\", Err(Backslash)),
+            ("/adm%ZZin", Err(BadEscape)),
+            ("/admin%", Err(BadEscape)),
+            ("/admin%4", Err(BadEscape)),
+            ("/a;%zz", Err(BadEscape)),
+            ("/admin%00", Err(Control)),
+            ("/admin%1f", Err(Control)),
+            ("/admin%7F", Err(Control)),
+            ("/admin\u{0}", Err(Control)),
+            ("/admin\t", Err(Control)),
+            ("/admin\u{7f}", Err(Control)),
+            ("/a b", Err(Control)),
+            ("/a;%00", Err(Control)),
+        ];
+        for (input, want) in cases {
+            let want = want.map(str::to_owned);
+            assert_eq!(canon(input), want, "input {input:?}");
+        }
+    }
+
+    #[test]
+    fn plain_paths_are_borrowed() {
+        for p in ["/", "/a", "/api/v1/rules", "/a/", "/a.b/..c"] {
+            assert!(
+                matches!(canonical(p.as_bytes()), Ok(Cow::Borrowed(_))),
+                "{p}"
+            );
+        }
+    }
+
+    #[test]
+    fn fast_path_agrees_with_full_algorithm() {
+        // Every path over a small alphabet up to length 6: whenever the fast
+        // path accepts, the full algorithm gives the same result.
+        let alphabet = [b'/', b'.', b'a', b'%', b'2', b'e', b';', b'\\'];
+        let mut stack: Vec<Vec<u8>> = vec![vec![b'/']];
+        while let Some(p) = stack.pop() {
+            if is_plain(&p) {
+                assert_eq!(
+                    rebuild(&p).as_deref(),
+                    Ok(&p[..]),
+                    "{:?}",
+                    String::from_utf8_lossy(&p)
+                );
+            }
+            let full = rebuild(&p);
+            if let Ok(c) = &full {
+                // Canonical output is a fixed point.
+                assert_eq!(rebuild(c).as_deref(), Ok(&c[..]));
+                assert!(
+                    is_plain(c) || c.contains(&b'%'),
+                    "{:?}",
+                    String::from_utf8_lossy(c)
+                );
+            }
+            if p.len() < 6 {
+                for &b in &alphabet {
+                    let mut q = p.clone();
+                    q.push(b);
+                    stack.push(q);
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn arbitrary_bytes_never_panic() {
+        let mut seed = 0x1234_5678_u64;
+        for _ in 0..20_000 {
+            let len = (seed % 24) as usize;
+            let mut p = vec![b'/'];
+            for _ in 0..len {
+                seed ^= seed << 13;
+                seed ^= seed >> 7;
+                seed ^= seed << 17;
+                p.push((seed >> 24) as u8);
+            }
+            let _ = canonical(&p);
+        }
+    }
+}

@@ -1,0 +1,213 @@
+//! The compiled policy: everything a request needs, built once per configure.
+
+use crate::host::HostPattern;
+use sha2::{Digest, Sha256};
+use subtle::ConstantTimeEq;
+
+/// Index into [`Policy::clients`].
+pub type ClientId = u32;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Auth {
+    /// Public: no key checked.
+    None,
+    /// A valid key is required.
+    Private,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    Enforce,
+    /// Decide, count and log, but let every request through.
+    Report,
+}
+
+impl Mode {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Mode::Enforce => "enforce",
+            Mode::Report => "report",
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PathMatch {
+    Exact(Box<[u8]>),
+    /// Whole segments: the prefix itself or the prefix followed by `/`.
+    Prefix(Box<[u8]>),
+    /// `prefix: "/"`.
+    Everything,
+}
+
+impl PathMatch {
+    pub fn matches(&self, path: &[u8]) -> bool {
+        match self {
+            PathMatch::Exact(p) => path == &**p,
+            PathMatch::Prefix(p) => match path.strip_prefix(&**p) {
+                Some(rest) => rest.is_empty() || rest.first() == Some(&b'/'),
+                None => false,
+            },
+            PathMatch::Everything => true,
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct Route {
+    pub name: Box<str>,
+    pub matcher: PathMatch,
+    /// Upper-case; empty means any method.
+    pub methods: Box<[Box<[u8]>]>,
+    /// Empty means any host.
+    pub hosts: Box<[HostPattern]>,
+    pub auth: Auth,
+    /// `None`: every client.
+    pub allow_clients: Option<Box<[ClientId]>>,
+}
+
+impl Route {
+    /// `method` as sent (compared upper-cased); `host` from `host::normalize`.
+    pub fn matches(&self, path: &[u8], method: &[u8], host: &[u8]) -> bool {
+        self.matcher.matches(path)
+            && (self.methods.is_empty()
+                || self.methods.iter().any(|m| {
+                    method.eq_ignore_ascii_case(m)
+                        || (&**m == b"GET" && method.eq_ignore_ascii_case(b"HEAD"))
+                }))
+            && (self.hosts.is_empty() || self.hosts.iter().any(|h| h.matches(host)))
+    }
+
+    pub fn allows(&self, client: ClientId) -> bool {
+        self.allow_clients
+            .as_ref()
+            .is_none_or(|allowed| allowed.contains(&client))
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct Key {
+    pub id: Box<str>,
+    pub client: ClientId,
+    pub revoked: bool,
+    /// Unix nanoseconds; the key is valid in `[not_before, expires)`.
+    pub not_before: Option<i128>,
+    pub expires: Option<i128>,
+}
+
+/// Where a key stands at an instant.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KeyState {
+    Valid,
+    Revoked,
+    NotYetValid,
+    Expired,
+}
+
+impl Key {
+    pub fn has_time_bounds(&self) -> bool {
+        self.not_before.is_some() || self.expires.is_some()
+    }
+
+    /// The key's state at `now`; without a clock, a time-bounded key is
+    /// never valid.
+    pub fn state(&self, now: Option<i128>) -> KeyState {
+        if self.revoked {
+            return KeyState::Revoked;
+        }
+        match now {
+            Some(now) if self.not_before.is_some_and(|nb| now < nb) => KeyState::NotYetValid,
+            Some(now) if self.expires.is_some_and(|ex| now >= ex) => KeyState::Expired,
+            Some(_) => KeyState::Valid,
+            None if self.not_before.is_some() => KeyState::NotYetValid,
+            None if self.expires.is_some() => KeyState::Expired,
+            None => KeyState::Valid,
+        }
+    }
+}
+
+/// The compiled configuration.
+#[derive(Debug, Clone)]
+pub struct Policy {
+    /// Lower-case name of the key header.
+    pub header: Box<str>,
+    /// `ApiKey header="<header>"`.
+    pub www_authenticate: Box<str>,
+    pub default_auth: Auth,
+    pub routes: Box<[Route]>,
+    pub keys: Box<[Key]>,
+    pub clients: Box<[Box<str>]>,
+    /// `(digest, index into keys)`, sorted by digest.
+    pub by_digest: Box<[([u8; 32], u32)]>,
+    pub strip_key: bool,
+    /// Lower-case header name; `None` when turned off.
+    pub forward_client: Option<Box<str>>,
+    pub allow_cors_preflight: bool,
+    pub require_tls: bool,
+    pub mode: Mode,
+    /// First 12 hex characters of the SHA-256 of the configuration bytes.
+    pub fingerprint: String,
+}
+
+fn prefix64(digest: &[u8; 32]) -> u64 {
+    let mut head = [0u8; 8];
+    head.copy_from_slice(digest.get(..8).unwrap_or(&[0; 8]));
+    u64::from_be_bytes(head)
+}
+
+impl Policy {
+    /// The key whose digest is SHA-256(`value`). The table is searched by
+    /// the first 8 digest bytes; each candidate is then confirmed over all 32
+    /// bytes in constant time.
+    pub fn lookup(&self, value: &[u8]) -> Option<&Key> {
+        let digest: [u8; 32] = Sha256::digest(value).into();
+        let head = prefix64(&digest);
+        let start = self.by_digest.partition_point(|(d, _)| prefix64(d) < head);
+        self.by_digest
+            .get(start..)?
+            .iter()
+            .take_while(|(d, _)| prefix64(d) == head)
+            .find(|(d, _)| bool::from(d.ct_eq(&digest)))
+            .and_then(|&(_, index)| self.keys.get(index as usize))
+    }
+
+    pub fn client_name(&self, key: &Key) -> &str {
+        self.clients.get(key.client as usize).map_or("", |c| c)
+    }
+
+    /// Counts for the configure log line and `nected-key check`.
+    pub fn summary(&self, now: i128) -> Summary {
+        const WEEK: i128 = 7 * 24 * 3600 * 1_000_000_000;
+        let mut s = Summary {
+            routes: self.routes.len(),
+            keys: self.keys.len(),
+            clients: self.clients.len(),
+            ..Summary::default()
+        };
+        for key in self.keys.iter() {
+            match key.state(Some(now)) {
+                KeyState::Revoked => s.revoked += 1,
+                KeyState::Expired => s.expired += 1,
+                KeyState::NotYetValid => s.not_yet_valid += 1,
+                KeyState::Valid => {}
+            }
+            if !key.revoked && key.expires.is_some_and(|ex| now < ex && ex - now <= WEEK) {
+                s.expiring_7d += 1;
+            }
+        }
+        s
+    }
+}
+
+/// Counts of a policy at an instant.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Summary {
+    pub routes: usize,
+    pub keys: usize,
+    pub clients: usize,
+    pub revoked: usize,
+    pub expired: usize,
+    pub not_yet_valid: usize,
+    /// Not revoked, valid or not yet valid, and expiring within 7 days.
+    pub expiring_7d: usize,
+}

@@ -1,0 +1,375 @@
+//! Declarative shape of a JSON config document.
+//!
+//! The plugin config is described once, as static tables of [`Object`]s and
+//! [`Field`]s (see `config.rs`). The same tables drive two things:
+//! the checker that walks a parsed document and reports *every* structural
+//! error with its JSON path, and the JSON Schema generator used by the
+//! `nected-key` CLI. Rules that span several fields (uniqueness, cross
+//! references) live in the compile step and are described in `Object::rules`.
+
+use crate::json::Node;
+use std::fmt;
+
+/// A JSON object with a fixed set of members.
+pub struct Object {
+    pub title: &'static str,
+    pub doc: &'static str,
+    pub fields: &'static [Field],
+    /// Cross-field rules, checked by the compile step; documentation only.
+    pub rules: &'static [&'static str],
+    /// Extra JSON Schema keywords for those rules, as a JSON object text.
+    pub schema_extra: &'static str,
+}
+
+/// One member of an [`Object`].
+pub struct Field {
+    pub name: &'static str,
+    pub doc: &'static str,
+    pub required: bool,
+    pub kind: Kind,
+}
+
+/// What a member's value must be.
+pub enum Kind {
+    Bool {
+        default: bool,
+    },
+    Text {
+        rule: &'static Text,
+        default: Option<&'static str>,
+    },
+    Choice {
+        values: &'static [&'static str],
+        default: Option<&'static str>,
+    },
+    /// A non-empty array of strings, each following `rule`.
+    TextList {
+        rule: &'static Text,
+    },
+    /// An array of objects, possibly empty.
+    ObjectList {
+        item: &'static Object,
+    },
+}
+
+/// A rule for one string value.
+pub struct Text {
+    /// Says what the value must be, completing "must be ...".
+    pub what: &'static str,
+    pub check: fn(&str) -> bool,
+    /// The same rule as an ECMA-262 regular expression, for the schema.
+    pub pattern: Option<&'static str>,
+    pub min_len: Option<usize>,
+    pub max_len: Option<usize>,
+    /// JSON Schema `format`, for the schema only.
+    pub format: Option<&'static str>,
+    /// Values that the pattern allows but the rule refuses.
+    pub forbidden: &'static [&'static str],
+}
+
+/// A JSON path such as `$.routes[1].prefix`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct JsonPath(String);
+
+impl JsonPath {
+    pub fn root() -> JsonPath {
+        JsonPath("$".to_owned())
+    }
+
+    pub fn field(&self, name: &str) -> JsonPath {
+        let plain = !name.is_empty()
+            && name
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-');
+        if plain {
+            JsonPath(format!("{}.{}", self.0, name))
+        } else {
+            let quoted = serde_json::to_string(name).unwrap_or_else(|_| "\"?\"".to_owned());
+            JsonPath(format!("{}[{}]", self.0, quoted))
+        }
+    }
+
+    pub fn index(&self, i: usize) -> JsonPath {
+        JsonPath(format!("{}[{}]", self.0, i))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for JsonPath {
+    fn fmt(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// What is wrong at a path. Messages never include a configured value.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Problem {
+    Syntax {
+        line: usize,
+        column: usize,
+        what: String,
+    },
+    Empty,
+    WrongType {
+        expected: &'static str,
+        found: &'static str,
+    },
+    UnknownField,
+    RepeatedField,
+    MissingField,
+    EmptyList,
+    NotOneOf {
+        values: &'static [&'static str],
+    },
+    Invalid {
+        what: &'static str,
+    },
+    Forbidden,
+    Duplicate {
+        first: JsonPath,
+    },
+    Rule(&'static str),
+}
+
+impl fmt::Display for Problem {
+    fn fmt(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        match self {
+            Problem::Syntax { line, column, what } => {
+                write!(f, "not valid JSON ({what} at line {line} column {column})")
+            }
+            Problem::Empty => f.write_str("the configuration is empty"),
+            Problem::WrongType { expected, found } => {
+                write!(f, "must be {expected}, found {found}")
+            }
+            Problem::UnknownField => f.write_str("unknown field"),
+            Problem::RepeatedField => f.write_str("field given more than once"),
+            Problem::MissingField => f.write_str("required field is missing"),
+            Problem::EmptyList => f.write_str("must not be an empty list"),
+            Problem::NotOneOf { values } => {
+                f.write_str("must be one of")?;
+                for (i, v) in values.iter().enumerate() {
+                    write!(f, "{}\"{v}\"", if i == 0 { " " } else { ", " })?;
+                }
+                Ok(())
+            }
+            Problem::Invalid { what } => write!(f, "must be {what}"),
+            Problem::Forbidden => f.write_str("this header name is not allowed here"),
+            Problem::Duplicate { first } => write!(f, "duplicate of {first}"),
+            Problem::Rule(text) => f.write_str(text),
+        }
+    }
+}
+
+/// One configuration error: a JSON path and what is wrong there.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigError {
+    pub path: JsonPath,
+    pub problem: Problem,
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        write!(f, "{}: {}", self.path, self.problem)
+    }
+}
+
+/// Collects errors while a document is checked.
+#[derive(Default, Debug)]
+pub struct Errors(pub Vec<ConfigError>);
+
+impl Errors {
+    pub fn add(&mut self, path: JsonPath, problem: Problem) {
+        self.0.push(ConfigError { path, problem });
+    }
+}
+
+/// The members of an object that passed their own checks.
+pub struct Members<'a> {
+    shape: &'static Object,
+    values: Vec<Option<&'a Node>>,
+}
+
+impl<'a> Members<'a> {
+    fn get(&self, name: &str) -> Option<&'a Node> {
+        let at = self.shape.fields.iter().position(|f| f.name == name)?;
+        self.values.get(at).copied().flatten()
+    }
+
+    /// Whether the member was present (and well-formed).
+    pub fn has(&self, name: &str) -> bool {
+        self.get(name).is_some()
+    }
+
+    /// A string member, or its declared default.
+    pub fn text(&self, name: &str) -> Option<&'a str> {
+        match self.get(name) {
+            Some(Node::String(s)) => Some(s),
+            _ => self.default_text(name),
+        }
+    }
+
+    fn default_text(&self, name: &str) -> Option<&'static str> {
+        let field = self.shape.fields.iter().find(|f| f.name == name)?;
+        match field.kind {
+            Kind::Text { default, .. } | Kind::Choice { default, .. } => default,
+            _ => None,
+        }
+    }
+
+    /// A boolean member, or its declared default.
+    pub fn flag(&self, name: &str) -> bool {
+        match self.get(name) {
+            Some(Node::Bool(b)) => *b,
+            _ => self
+                .shape
+                .fields
+                .iter()
+                .find(|f| f.name == name)
+                .map(|f| matches!(f.kind, Kind::Bool { default: true }))
+                .unwrap_or(false),
+        }
+    }
+
+    /// An array member (empty when absent).
+    pub fn list(&self, name: &str) -> &'a [Node] {
+        match self.get(name) {
+            Some(Node::Array(items)) => items,
+            _ => &[],
+        }
+    }
+}
+
+/// Checks `node` against `shape`: its type, unknown, repeated and missing
+/// members, and each member's own rule. Nested object lists are checked by
+/// the caller (which needs their paths), so only their type is checked here.
+/// Returns the well-formed members, or `None` when `node` is not an object.
+pub fn check_object<'a>(
+    node: &'a Node,
+    shape: &'static Object,
+    path: &JsonPath,
+    errors: &mut Errors,
+) -> Option<Members<'a>> {
+    let Node::Object(members) = node else {
+        errors.add(
+            path.clone(),
+            Problem::WrongType {
+                expected: "an object",
+                found: node.type_name(),
+            },
+        );
+        return None;
+    };
+    let mut values: Vec<Option<&Node>> = vec![None; shape.fields.len()];
+    let mut seen = vec![false; shape.fields.len()];
+    for (name, value) in members {
+        let at = path.field(name);
+        let Some(index) = shape.fields.iter().position(|f| f.name == name) else {
+            errors.add(at, Problem::UnknownField);
+            continue;
+        };
+        if let Some(s) = seen.get_mut(index) {
+            if *s {
+                errors.add(at, Problem::RepeatedField);
+                if let Some(v) = values.get_mut(index) {
+                    *v = None;
+                }
+                continue;
+            }
+            *s = true;
+        }
+        let Some(field) = shape.fields.get(index) else {
+            continue;
+        };
+        if check_value(value, &field.kind, &at, errors) {
+            if let Some(v) = values.get_mut(index) {
+                *v = Some(value);
+            }
+        }
+    }
+    for (field, present) in shape.fields.iter().zip(&seen) {
+        if field.required && !present {
+            errors.add(path.field(field.name), Problem::MissingField);
+        }
+    }
+    Some(Members { shape, values })
+}
+
+fn check_value(node: &Node, kind: &Kind, path: &JsonPath, errors: &mut Errors) -> bool {
+    let wrong = |expected| Problem::WrongType {
+        expected,
+        found: node.type_name(),
+    };
+    match (kind, node) {
+        (Kind::Bool { .. }, Node::Bool(_)) => true,
+        (Kind::Bool { .. }, _) => {
+            errors.add(path.clone(), wrong("a boolean"));
+            false
+        }
+        (Kind::Text { rule, .. }, Node::String(s)) => check_text(s, rule, path, errors),
+        (Kind::Text { .. }, _) => {
+            errors.add(path.clone(), wrong("a string"));
+            false
+        }
+        (Kind::Choice { values, .. }, Node::String(s)) => {
+            let ok = values.contains(&s.as_str());
+            if !ok {
+                errors.add(path.clone(), Problem::NotOneOf { values });
+            }
+            ok
+        }
+        (Kind::Choice { .. }, _) => {
+            errors.add(path.clone(), wrong("a string"));
+            false
+        }
+        (Kind::TextList { rule }, Node::Array(items)) => {
+            if items.is_empty() {
+                errors.add(path.clone(), Problem::EmptyList);
+                return false;
+            }
+            let mut ok = true;
+            for (i, item) in items.iter().enumerate() {
+                let at = path.index(i);
+                match item {
+                    Node::String(s) => ok &= check_text(s, rule, &at, errors),
+                    other => {
+                        errors.add(
+                            at,
+                            Problem::WrongType {
+                                expected: "a string",
+                                found: other.type_name(),
+                            },
+                        );
+                        ok = false;
+                    }
+                }
+            }
+            ok
+        }
+        (Kind::TextList { .. }, _) => {
+            errors.add(path.clone(), wrong("an array of strings"));
+            false
+        }
+        (Kind::ObjectList { .. }, Node::Array(_)) => true,
+        (Kind::ObjectList { .. }, _) => {
+            errors.add(path.clone(), wrong("an array of objects"));
+            false
+        }
+    }
+}
+
+fn check_text(s: &str, rule: &Text, path: &JsonPath, errors: &mut Errors) -> bool {
+    let len = s.chars().count();
+    let fits = rule.min_len.is_none_or(|m| len >= m) && rule.max_len.is_none_or(|m| len <= m);
+    if !fits || !(rule.check)(s) {
+        errors.add(path.clone(), Problem::Invalid { what: rule.what });
+        return false;
+    }
+    if rule.forbidden.contains(&s) {
+        errors.add(path.clone(), Problem::Forbidden);
+        return false;
+    }
+    true
+}

@@ -41,7 +41,9 @@ class Echo(BaseHTTPRequestHandler):
         body = json.dumps(
             {
                 "method": self.command,
-                "path": self.path,
+                # The request target exactly as received (self.path may
+                # have been rewritten by http.server, e.g. for "//x").
+                "path": self.requestline.split(" ")[1],
                 "headers": [[k, v] for k, v in self.headers.items()],
             }
         ).encode()

@@ -1,0 +1,13 @@
+//! End-to-end tests: the built filter inside the pinned Envoy, one Envoy per
+//! scenario. Run with `make test` (or `make e2e`).
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing)]
+
+mod harness;
+
+mod configs;
+mod contract;
+mod modes;
+mod paths;
+mod shipped;
+mod tls;

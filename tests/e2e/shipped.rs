@@ -1,0 +1,153 @@
+//! The shipped Envoy setup: it validates, it embeds envoy/plugin-config.json
+//! verbatim, and the curl lines `make run` prints work against it.
+
+use crate::harness::*;
+use std::process::Command;
+
+fn read(path: &str) -> String {
+    std::fs::read_to_string(repo().join(path)).unwrap_or_else(|e| panic!("{path}: {e}"))
+}
+
+/// The block-scalar plugin configuration embedded in an Envoy YAML file.
+pub fn embedded_plugin_config(yaml: &str) -> String {
+    let mut lines = yaml
+        .lines()
+        .skip_while(|l| !l.trim_end().ends_with("value: |"));
+    let head = lines.next().expect("a `value: |` block");
+    let base = head.len() - head.trim_start().len();
+    lines
+        .take_while(|l| l.trim().is_empty() || l.len() - l.trim_start().len() > base)
+        .map(|l| l.trim_start())
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+fn demo_keys() -> std::collections::BTreeMap<String, String> {
+    read("envoy/demo-keys.env")
+        .lines()
+        .filter(|l| !l.starts_with('#'))
+        .filter_map(|l| l.split_once('='))
+        .map(|(k, v)| (k.to_owned(), v.to_owned()))
+        .collect()
+}
+
+#[test]
+fn shipped_envoy_config_validates_and_embeds_the_example_config() {
+    let out = Command::new(envoy_bin())
+        .args([
+            "--mode",
+            "validate",
+            "-c",
+            "envoy/envoy.yaml",
+            "--log-level",
+            "warn",
+        ])
+        .current_dir(repo())
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "envoy --mode validate envoy/envoy.yaml:\n{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let yaml = read("envoy/envoy.yaml");
+    let embedded: serde_json::Value = serde_json::from_str(&embedded_plugin_config(&yaml)).unwrap();
+    let file: serde_json::Value = serde_json::from_str(&read("envoy/plugin-config.json")).unwrap();
+    assert_eq!(
+        embedded, file,
+        "envoy/envoy.yaml must embed envoy/plugin-config.json"
+    );
+    for needle in [
+        "failure_policy: FAIL_RELOAD",
+        "normalize_path: true",
+        "merge_slashes: true",
+        "path_with_escaped_slashes_action: REJECT_REQUEST",
+    ] {
+        assert!(yaml.contains(needle), "envoy/envoy.yaml lacks {needle}");
+    }
+}
+
+#[test]
+fn compose_file_pins_the_same_envoy_version() {
+    let compose = read("envoy/docker-compose.yaml");
+    let makefile = read("Makefile");
+    let version = makefile
+        .lines()
+        .find_map(|l| l.strip_prefix("ENVOY_VERSION := "))
+        .expect("ENVOY_VERSION in Makefile")
+        .trim();
+    assert_eq!(version, "1.40.0");
+    assert!(
+        compose.contains(&format!("image: envoyproxy/envoy:v{version}")),
+        "docker-compose.yaml must use envoyproxy/envoy:v{version}"
+    );
+    assert!(compose.contains("envoy/envoy.yaml") && compose.contains("nected_key_auth.wasm"));
+}
+
+#[test]
+fn make_run_curl_lines_work_against_the_shipped_config() {
+    // The shipped envoy.yaml, with its fixed ports replaced by free ones.
+    let yaml = read("envoy/envoy.yaml")
+        .replace("port_value: 10000", "port_value: 0")
+        .replace("port_value: 9901", "port_value: 0")
+        .replace("port_value: 18080", "port_value: {{UPSTREAM}}")
+        .replace(
+            "target/wasm32-wasip1/release/nected_key_auth.wasm",
+            "{{WASM}}",
+        );
+    let mut setup = Setup::new("");
+    setup.bootstrap = Some(yaml);
+    let envoy = Envoy::start("shipped", setup);
+    let keys = demo_keys();
+    let script = read("scripts/run.sh");
+    let mut t = Cases::default();
+    let mut lines = 0;
+    let mut previous = "";
+    for line in script.lines() {
+        let line = line.trim();
+        if let (Some(cmd), Some(want)) =
+            (line.strip_prefix("curl -i "), previous.split("-> ").nth(1))
+        {
+            lines += 1;
+            let want: u16 = want.split_whitespace().next().unwrap().parse().unwrap();
+            let mut cmd = cmd.replace("127.0.0.1:10000", &format!("127.0.0.1:{}", envoy.port()));
+            for (name, value) in &keys {
+                cmd = cmd.replace(&format!("${{{name}}}"), value);
+            }
+            // The printed lines use simple single-quoted arguments.
+            let args: Vec<String> = cmd
+                .split('\'')
+                .enumerate()
+                .flat_map(|(i, part)| {
+                    if i % 2 == 1 {
+                        vec![part.to_owned()]
+                    } else {
+                        part.split_whitespace().map(str::to_owned).collect()
+                    }
+                })
+                .collect();
+            let r = curl(&args.iter().map(String::as_str).collect::<Vec<_>>());
+            t.check(
+                line,
+                r.status == want,
+                format_args!("want {want}, got {} {}", r.status, r.body_str()),
+            );
+            if line.contains("DEMO_KEY_BILLING") {
+                let e = r.echo();
+                t.check(
+                    "billing demo: client forwarded, key stripped",
+                    e.all("x-nected-client") == ["billing"] && !e.has("nected-api-key"),
+                    &e.headers,
+                );
+            }
+        }
+        previous = line;
+    }
+    t.check(
+        "make run prints the four required curl lines and more",
+        lines >= 4,
+        lines,
+    );
+    t.finish();
+}

@@ -32,8 +32,16 @@ fn is_id_char(b: u8) -> bool {
 }
 
 /// Header names the key or client header may not be: they are read or
-/// rewritten by the proxy itself.
+/// rewritten by the proxy itself, or read by the decision for another
+/// purpose (method overrides, CORS preflight), or describe the body.
 pub const RESERVED_HEADERS: &[&str] = &[
+    "content-length",
+    "content-type",
+    "x-http-method-override",
+    "x-http-method",
+    "x-method-override",
+    "origin",
+    "access-control-request-method",
     "host",
     "connection",
     "keep-alive",
@@ -325,7 +333,7 @@ pub static CONFIG: Object = Object {
     ],
     rules: &[
         "`forward_client` differs from `header`, also when `_` is read as `-`",
-        "the configuration is a non-empty JSON object",
+        "the configuration is a JSON object (`{}` is valid: every request then needs a key, and none is accepted)",
     ],
     schema_extra: "{}",
 };
@@ -441,32 +449,35 @@ fn compile_keys(top: &Members, root: &JsonPath, errors: &mut Errors) -> Compiled
         let Some(m) = check_object(item, &KEY, &at, errors) else {
             continue;
         };
-        let (Some(id), Some(hex_digest)) = (m.text("id"), m.text("sha256")) else {
-            continue;
-        };
-        if let Some(first) = ids.get(id) {
-            errors.add(
-                at.field("id"),
-                Problem::Duplicate {
-                    first: first.clone(),
-                },
-            );
-        } else {
-            ids.insert(id, at.field("id"));
+        // Each rule is checked on its own, so one broken field never hides
+        // another error.
+        let id = m.text("id");
+        if let Some(id) = id {
+            if let Some(first) = ids.get(id) {
+                errors.add(
+                    at.field("id"),
+                    Problem::Duplicate {
+                        first: first.clone(),
+                    },
+                );
+            } else {
+                ids.insert(id, at.field("id"));
+            }
         }
-        let Some(digest) = unhex32(hex_digest) else {
-            continue;
-        };
-        if let Some(first) = digests.get(&digest) {
-            errors.add(
-                at.field("sha256"),
-                Problem::Duplicate {
-                    first: first.clone(),
-                },
-            );
-            continue;
+        let mut digest = m.text("sha256").and_then(unhex32);
+        if let Some(d) = digest {
+            if let Some(first) = digests.get(&d) {
+                errors.add(
+                    at.field("sha256"),
+                    Problem::Duplicate {
+                        first: first.clone(),
+                    },
+                );
+                digest = None;
+            } else {
+                digests.insert(d, at.field("sha256"));
+            }
         }
-        digests.insert(digest, at.field("sha256"));
         let not_before = m.text("not_before").and_then(parse_instant);
         let expires = m.text("expires").and_then(parse_instant);
         if let (Some(nb), Some(ex)) = (not_before, expires) {
@@ -477,13 +488,20 @@ fn compile_keys(top: &Members, root: &JsonPath, errors: &mut Errors) -> Compiled
                 );
             }
         }
-        let client_name = m.text("client").unwrap_or(id);
+        // The client exists even if this key is broken, so that
+        // `allow_clients` naming it does not add a misleading error.
+        let Some(client_name) = m.text("client").or(id) else {
+            continue;
+        };
         let client = match clients.iter().position(|c| **c == *client_name) {
             Some(c) => c,
             None => {
                 clients.push(client_name.into());
                 clients.len() - 1
             }
+        };
+        let (Some(id), Some(digest)) = (id, digest) else {
+            continue;
         };
         by_digest.push((digest, keys.len() as u32));
         keys.push(Key {
@@ -524,28 +542,28 @@ fn compile_routes(
                 names.insert(name, at.field("name"));
             }
         }
-        let matcher = match (m.text("path"), m.text("prefix")) {
-            (Some(p), None) => Some(PathMatch::Exact(p.as_bytes().into())),
-            (None, Some("/")) => Some(PathMatch::Everything),
-            (None, Some(p)) => Some(PathMatch::Prefix(p.as_bytes().into())),
-            (Some(_), Some(_)) => {
+        let matcher = match (has_member(item, "path"), has_member(item, "prefix")) {
+            (true, true) => {
                 errors.add(
                     at.clone(),
                     Problem::Rule("give exactly one of `path` and `prefix`, not both"),
                 );
                 None
             }
-            (None, None) => {
-                // Only report it when neither was given at all (a malformed
-                // one already has its own error).
-                if !has_member(item, "path") && !has_member(item, "prefix") {
-                    errors.add(
-                        at.clone(),
-                        Problem::Rule("give exactly one of `path` and `prefix`"),
-                    );
-                }
+            (false, false) => {
+                errors.add(
+                    at.clone(),
+                    Problem::Rule("give exactly one of `path` and `prefix`"),
+                );
                 None
             }
+            // A malformed value has its own error already.
+            _ => match (m.text("path"), m.text("prefix")) {
+                (Some(p), _) => Some(PathMatch::Exact(p.as_bytes().into())),
+                (_, Some("/")) => Some(PathMatch::Everything),
+                (_, Some(p)) => Some(PathMatch::Prefix(p.as_bytes().into())),
+                (None, None) => None,
+            },
         };
         let auth = match m.text("auth") {
             Some("none") => Auth::None,
@@ -623,3 +641,7 @@ pub fn hex(bytes: &[u8]) -> String {
     }
     s
 }
+
+#[cfg(test)]
+#[path = "config_tests.rs"]
+mod tests;

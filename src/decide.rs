@@ -356,11 +356,12 @@ impl Policy {
         };
         d.key = Some(key);
         d.client = Some(self.client_name(key));
-        let state = if key.revoked || key.has_time_bounds() {
-            key.state(env.now())
+        let now = if key.has_time_bounds() {
+            env.now()
         } else {
-            KeyState::Valid
+            None
         };
+        let state = key.state(now);
         let reason = match state {
             KeyState::Valid => None,
             KeyState::Revoked => Some(Reason::Revoked),
@@ -509,3 +510,7 @@ impl fmt::Display for Masked<'_> {
         Ok(())
     }
 }
+
+#[cfg(test)]
+#[path = "decide_tests.rs"]
+mod tests;

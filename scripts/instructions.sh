@@ -1,0 +1,150 @@
+#!/usr/bin/env bash
+# Instructions per request, counted by valgrind's callgrind (repeatable to
+# ~0.1% on a noisy shared machine, unlike wall-clock throughput). One Envoy
+# under callgrind serves four listeners with a direct_response route:
+#   none    no auth filter
+#   noop    a proxy-wasm filter that only returns Continue (the cost of
+#           running any wasm filter in Envoy)
+#   nected  nected-key-auth (allowed request, and 401 request)
+#   native  Envoy's native api_key_auth filter
+# Not a test. Usage: scripts/instructions.sh ENVOY_BINARY [REQUESTS]
+set -euo pipefail
+ENVOY=$(realpath "${1:?usage: instructions.sh ENVOY_BINARY [REQUESTS]}")
+N=${2:-2000}
+cd "$(dirname "$0")/.."
+command -v valgrind >/dev/null || { echo "valgrind is needed" >&2; exit 1; }
+WASM=$(realpath "${NKA_WASM:-target/wasm32-wasip1/release/nected_key_auth.wasm}")
+work=$(mktemp -d)
+trap 'kill $vg_pid 2>/dev/null || true; wait 2>/dev/null || true; rm -rf "$work"' EXIT
+
+# The noop filter: the smallest proxy-wasm filter, built from source here.
+mkdir -p "$work/noop/src"
+cat > "$work/noop/Cargo.toml" <<'TOML'
+[package]
+name = "noop"
+version = "0.1.0"
+edition = "2021"
+[lib]
+crate-type = ["cdylib"]
+[dependencies]
+proxy-wasm = "0.2.5"
+[profile.release]
+lto = true
+opt-level = 3
+codegen-units = 1
+panic = "abort"
+strip = "debuginfo"
+[workspace]
+TOML
+cat > "$work/noop/src/lib.rs" <<'RS'
+use proxy_wasm::traits::*;
+use proxy_wasm::types::*;
+proxy_wasm::main! {{
+    proxy_wasm::set_root_context(|_| -> Box<dyn RootContext> { Box::new(R) });
+}}
+struct R;
+impl Context for R {}
+impl RootContext for R {
+    fn create_http_context(&self, _: u32) -> Option<Box<dyn HttpContext>> { Some(Box::new(H)) }
+    fn get_type(&self) -> Option<ContextType> { Some(ContextType::HttpContext) }
+}
+struct H;
+impl Context for H {}
+impl HttpContext for H {
+    fn on_http_request_headers(&mut self, _: usize, _: bool) -> Action { Action::Continue }
+}
+RS
+cargo build --quiet --release --target wasm32-wasip1 --manifest-path "$work/noop/Cargo.toml" --target-dir "$work/noop/target"
+NOOP="$work/noop/target/wasm32-wasip1/release/noop.wasm"
+
+KEY=bench_key_0123456789abcdefghijklmnopqrstuvwxyz
+DIGEST=$(printf %s "$KEY" | sha256sum | cut -d' ' -f1)
+keys=""
+for i in $(seq 1 99); do
+  keys+="{ \"id\": \"filler-$i\", \"client\": \"filler\", \"sha256\": \"$(printf 'filler-%s' "$i" | sha256sum | cut -d' ' -f1)\" },"
+done
+plugin_config="{ \"routes\": [ { \"name\": \"health\", \"path\": \"/healthz\", \"auth\": \"none\" }, { \"name\": \"rules\", \"prefix\": \"/api/v1/rules\", \"methods\": [\"POST\"], \"auth\": \"private\", \"allow_clients\": [\"billing\"] }, { \"name\": \"workflows\", \"prefix\": \"/api/v1/workflows\", \"auth\": \"private\" } ], \"keys\": [ $keys { \"id\": \"bench\", \"client\": \"billing\", \"sha256\": \"$DIGEST\" } ] }"
+
+wasm() { # file config
+  cat <<YAML
+          - name: w
+            typed_config:
+              "@type": type.googleapis.com/envoy.extensions.filters.http.wasm.v3.Wasm
+              config:
+                failure_policy: FAIL_RELOAD
+                vm_config: { runtime: envoy.wasm.runtime.v8, code: { local: { filename: $1 } } }
+                configuration: { "@type": type.googleapis.com/google.protobuf.StringValue, value: '$2' }
+YAML
+}
+listener() { # name port filters
+  cat <<YAML
+  - name: $1
+    address: { socket_address: { address: 127.0.0.1, port_value: $2 } }
+    filter_chains:
+    - filters:
+      - name: envoy.filters.network.http_connection_manager
+        typed_config:
+          "@type": type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager
+          stat_prefix: $1
+          route_config:
+            virtual_hosts:
+            - name: all
+              domains: ["*"]
+              routes: [ { match: { prefix: "/" }, direct_response: { status: 200, body: { inline_string: "ok" } } } ]
+          http_filters:
+$3
+          - name: envoy.filters.http.router
+            typed_config: { "@type": type.googleapis.com/envoy.extensions.filters.http.router.v3.Router }
+YAML
+}
+{
+  echo "admin: { address: { socket_address: { address: 127.0.0.1, port_value: 19911 } } }"
+  echo "static_resources:"
+  echo "  listeners:"
+  listener none 19010 ""
+  listener noop 19011 "$(wasm "$NOOP" "")"
+  listener nected 19012 "$(wasm "$WASM" "$plugin_config")"
+  listener native 19013 "          - name: envoy.filters.http.api_key_auth
+            typed_config:
+              \"@type\": type.googleapis.com/envoy.extensions.filters.http.api_key_auth.v3.ApiKeyAuth
+              credentials: [ { key: \"$KEY\", client: billing } ]
+              key_sources: [ { header: nected-api-key } ]"
+} > "$work/envoy.yaml"
+
+valgrind --tool=callgrind --callgrind-out-file="$work/cg.%p" --collect-atstart=no \
+  "$ENVOY" -c "$work/envoy.yaml" --concurrency 1 --disable-hot-restart -l error >"$work/vg.log" 2>&1 &
+vg_pid=$!
+for _ in $(seq 1 600); do
+  curl -fs http://127.0.0.1:19911/ready 2>/dev/null | grep -q LIVE && break
+  sleep 0.2
+done
+
+load() { # port path header -> sends N requests over one keep-alive connection
+  python3 - "$1" "$2" "$3" "$N" <<'PY'
+import http.client, sys
+port, path, header, n = int(sys.argv[1]), sys.argv[2], sys.argv[3], int(sys.argv[4])
+c = http.client.HTTPConnection("127.0.0.1", port)
+headers = dict([header.split(": ", 1)]) if header else {}
+for _ in range(n):
+    c.request("GET", path, headers=headers)
+    c.getresponse().read()
+PY
+}
+measure() { # label port path header
+  load "$2" "$3" "$4"                       # warm up (JIT, caches)
+  callgrind_control --instr=on "$vg_pid" >/dev/null
+  callgrind_control -z "$vg_pid" >/dev/null
+  load "$2" "$3" "$4"
+  callgrind_control -d "$vg_pid" >/dev/null
+  callgrind_control --instr=off "$vg_pid" >/dev/null
+  local total
+  total=$(grep -h '^summary:\|^totals:' $(ls -t "$work"/cg.* | head -1) | awk '{print $2}' | head -1)
+  printf '%-16s %12d instructions/request\n' "$1" $((total / N))
+}
+echo "callgrind, Envoy --concurrency 1, $N requests per case (keep-alive, direct_response)"
+measure none 19010 /api/v1/workflows/x "nected-api-key: $KEY"
+measure noop-wasm 19011 /api/v1/workflows/x "nected-api-key: $KEY"
+measure nected-allowed 19012 /api/v1/workflows/x "nected-api-key: $KEY"
+measure nected-401 19012 /api/v1/workflows/x ""
+measure nected-public 19012 /healthz ""
+measure native-allowed 19013 /api/v1/workflows/x "nected-api-key: $KEY"

@@ -211,3 +211,153 @@ pub struct Summary {
     /// Not revoked, valid or not yet valid, and expiring within 7 days.
     pub expiring_7d: usize,
 }
+
+impl PathMatch {
+    /// Whether every path this matcher accepts is accepted by `self`.
+    fn covers(&self, other: &PathMatch) -> bool {
+        match (self, other) {
+            (PathMatch::Everything, _) => true,
+            (_, PathMatch::Everything) => false,
+            (PathMatch::Exact(a), PathMatch::Exact(b)) => a == b,
+            (PathMatch::Exact(_), PathMatch::Prefix(_)) => false,
+            (PathMatch::Prefix(_), PathMatch::Exact(b) | PathMatch::Prefix(b)) => self.matches(b),
+        }
+    }
+}
+
+impl HostPattern {
+    /// Whether every host `other` matches is matched by `self`.
+    fn covers(&self, other: &HostPattern) -> bool {
+        match (self, other) {
+            (HostPattern::Exact(a), HostPattern::Exact(b)) => a == b,
+            (HostPattern::Exact(_), HostPattern::Suffix(_)) => false,
+            (HostPattern::Suffix(_), HostPattern::Exact(b)) => self.matches(b),
+            // `*.b.example.com` is inside `*.example.com`.
+            (HostPattern::Suffix(a), HostPattern::Suffix(b)) => b.ends_with(a),
+        }
+    }
+}
+
+impl Route {
+    /// The methods this route matches (GET brings HEAD); `None` for any.
+    fn method_set(&self) -> Option<Vec<&[u8]>> {
+        if self.methods.is_empty() {
+            return None;
+        }
+        let mut set: Vec<&[u8]> = self.methods.iter().map(|m| &**m).collect();
+        if set.contains(&&b"GET"[..]) {
+            set.push(b"HEAD");
+        }
+        Some(set)
+    }
+
+    /// Whether every request `later` matches is matched by `self`.
+    pub fn covers(&self, later: &Route) -> bool {
+        let methods = match (self.method_set(), later.method_set()) {
+            (None, _) => true,
+            (Some(_), None) => false,
+            (Some(a), Some(b)) => b.iter().all(|m| a.contains(m)),
+        };
+        let hosts = self.hosts.is_empty()
+            || (!later.hosts.is_empty()
+                && later
+                    .hosts
+                    .iter()
+                    .all(|h| self.hosts.iter().any(|a| a.covers(h))));
+        methods && hosts && self.matcher.covers(&later.matcher)
+    }
+}
+
+impl Policy {
+    /// Routes that can never match: `(index, index of the earlier route
+    /// that matches every request it would)`.
+    pub fn shadowed_routes(&self) -> Vec<(usize, usize)> {
+        let mut out = Vec::new();
+        for (i, later) in self.routes.iter().enumerate() {
+            if let Some(j) = self.routes.iter().take(i).position(|r| r.covers(later)) {
+                out.push((i, j));
+            }
+        }
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::config::compile;
+
+    fn shadowed(routes: &str) -> Vec<(usize, usize)> {
+        let config = format!(
+            r#"{{"routes": {routes}, "keys": [{{"id": "c", "sha256": "{}"}}]}}"#,
+            "ab".repeat(32)
+        );
+        compile(config.as_bytes()).unwrap().shadowed_routes()
+    }
+
+    #[test]
+    fn shadowing_table() {
+        type Case = (&'static str, &'static str, Vec<(usize, usize)>);
+        let cases: &[Case] = &[
+            (
+                "prefix / shadows everything after it",
+                r#"[{"name":"a","prefix":"/","auth":"none"},{"name":"b","path":"/x","auth":"private"}]"#,
+                vec![(1, 0)],
+            ),
+            (
+                "a prefix shadows a deeper prefix",
+                r#"[{"name":"a","prefix":"/api","auth":"none"},{"name":"b","prefix":"/api/v1","auth":"private"}]"#,
+                vec![(1, 0)],
+            ),
+            (
+                "a prefix shadows its own exact path",
+                r#"[{"name":"a","prefix":"/api","auth":"none"},{"name":"b","path":"/api","auth":"private"}]"#,
+                vec![(1, 0)],
+            ),
+            (
+                "segments: /api does not shadow /apix",
+                r#"[{"name":"a","prefix":"/api","auth":"none"},{"name":"b","prefix":"/apix","auth":"private"}]"#,
+                vec![],
+            ),
+            (
+                "exact does not shadow a prefix",
+                r#"[{"name":"a","path":"/api","auth":"none"},{"name":"b","prefix":"/api","auth":"private"}]"#,
+                vec![],
+            ),
+            (
+                "same exact path",
+                r#"[{"name":"a","path":"/api","auth":"none"},{"name":"b","path":"/api","auth":"private"}]"#,
+                vec![(1, 0)],
+            ),
+            (
+                "method-limited earlier route does not shadow an any-method route",
+                r#"[{"name":"a","prefix":"/","methods":["GET"],"auth":"none"},{"name":"b","prefix":"/x","auth":"private"}]"#,
+                vec![],
+            ),
+            (
+                "GET covers HEAD",
+                r#"[{"name":"a","prefix":"/","methods":["GET"],"auth":"none"},{"name":"b","prefix":"/x","methods":["HEAD"],"auth":"private"}]"#,
+                vec![(1, 0)],
+            ),
+            (
+                "HEAD does not cover GET",
+                r#"[{"name":"a","prefix":"/","methods":["HEAD"],"auth":"none"},{"name":"b","prefix":"/x","methods":["GET"],"auth":"private"}]"#,
+                vec![],
+            ),
+            (
+                "host-limited earlier route does not shadow an any-host route",
+                r#"[{"name":"a","prefix":"/","hosts":["a.example.com"],"auth":"none"},{"name":"b","prefix":"/x","auth":"private"}]"#,
+                vec![],
+            ),
+            (
+                "wildcard covers a host and a deeper wildcard, not the bare domain",
+                r#"[{"name":"a","prefix":"/","hosts":["*.example.com"],"auth":"none"},
+                 {"name":"b","prefix":"/x","hosts":["a.example.com","*.b.example.com"],"auth":"private"},
+                 {"name":"c","prefix":"/x","hosts":["example.com"],"auth":"private"}]"#,
+                vec![(1, 0)],
+            ),
+        ];
+        for (name, routes, want) in cases {
+            assert_eq!(&shadowed(routes), want, "{name}");
+        }
+    }
+}

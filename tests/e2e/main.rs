@@ -1,7 +1,12 @@
 //! End-to-end tests: the built filter inside the pinned Envoy, one Envoy per
 //! scenario. Run with `make test` (or `make e2e`).
 
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing)]
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)]
 
 mod harness;
 

@@ -144,6 +144,9 @@ pub struct Setup {
     /// Whole bootstrap YAML instead of the generated one; `{{UPSTREAM}}`,
     /// `{{WASM}}` and `{{DIR}}` are substituted.
     pub bootstrap: Option<String>,
+    /// Files written into the scratch folder before Envoy starts (relative
+    /// path, content), with the same substitutions as `bootstrap`.
+    pub files: Vec<(String, String)>,
     pub concurrency: u32,
 }
 
@@ -160,6 +163,7 @@ impl Setup {
                 "wasm:debug".into(),
             ],
             bootstrap: None,
+            files: Vec::new(),
             concurrency: 1,
         }
     }
@@ -263,12 +267,21 @@ fn make_certificate(dir: &Path) {
     assert!(status.success(), "openssl failed");
 }
 
+pub fn substitute(template: &str, upstream: u16, wasm: &Path, dir: &Path) -> String {
+    template
+        .replace("{{UPSTREAM}}", &upstream.to_string())
+        .replace("{{WASM}}", &wasm.display().to_string())
+        .replace("{{DIR}}", &dir.display().to_string())
+}
+
 fn bootstrap(setup: &Setup, upstream: u16, wasm: &Path, dir: &Path) -> String {
+    for (name, content) in &setup.files {
+        let path = dir.join(name);
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(path, substitute(content, upstream, wasm, dir)).unwrap();
+    }
     if let Some(template) = &setup.bootstrap {
-        return template
-            .replace("{{UPSTREAM}}", &upstream.to_string())
-            .replace("{{WASM}}", &wasm.display().to_string())
-            .replace("{{DIR}}", &dir.display().to_string());
+        return substitute(template, upstream, wasm, dir);
     }
     let mut listeners = format!(
         "  - name: plain\n    address: {{ socket_address: {{ address: 127.0.0.1, port_value: 0 }} }}\n    filter_chains:\n    - filters:\n{}",
@@ -464,6 +477,27 @@ impl Envoy {
     pub fn admin_get(&self, path: &str) -> Option<Response> {
         let req = format!("GET {path} HTTP/1.1\r\nhost: admin\r\nconnection: close\r\n\r\n");
         try_raw(self.admin, req.as_bytes()).ok()
+    }
+
+    /// One stat from `/stats` (0 when absent).
+    pub fn stat(&self, name: &str) -> u64 {
+        let r = self.admin_get(&format!("/stats?filter=^{name}$")).unwrap();
+        String::from_utf8_lossy(&r.body)
+            .lines()
+            .find_map(|l| l.strip_prefix(name)?.strip_prefix(": ")?.trim().parse().ok())
+            .unwrap_or(0)
+    }
+
+    /// Waits until a stat reaches `value` (a readiness probe, not a sleep).
+    pub fn wait_stat(&self, name: &str, value: u64) -> bool {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while Instant::now() < deadline {
+            if self.stat(name) >= value {
+                return true;
+            }
+            std::thread::sleep(Duration::from_millis(25));
+        }
+        false
     }
 
     /// The filter's counters from `/stats`, by outcome.

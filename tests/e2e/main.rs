@@ -12,6 +12,7 @@ mod harness;
 
 mod configs;
 mod contract;
+mod ecds;
 mod modes;
 mod paths;
 mod shipped;

@@ -16,7 +16,6 @@ const METRIC_COUNTER: u32 = 0;
 #[link(wasm_import_module = "env")]
 extern "C" {
     fn proxy_log(level: u32, data: *const u8, size: usize) -> u32;
-    fn proxy_get_log_level(level: *mut u32) -> u32;
     fn proxy_get_current_time_nanoseconds(time: *mut u64) -> u32;
     fn proxy_get_buffer_bytes(
         buffer: u32,
@@ -78,13 +77,6 @@ fn owned(status: u32, data: *mut u8, size: usize) -> Option<Vec<u8>> {
 pub fn log(level: u32, message: &str) {
     // SAFETY: pointer and length of a live string.
     unsafe { proxy_log(level, message.as_ptr(), message.len()) };
-}
-
-/// The host's log level (0 trace .. 5 critical); `None` if it cannot tell.
-pub fn log_level() -> Option<u32> {
-    let mut level = 0;
-    // SAFETY: writes one u32.
-    (unsafe { proxy_get_log_level(&mut level) } == OK).then_some(level)
 }
 
 /// Host wall clock in Unix nanoseconds, if the host can tell.

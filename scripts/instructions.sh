@@ -14,6 +14,8 @@ N=${2:-2000}
 cd "$(dirname "$0")/.."
 command -v valgrind >/dev/null || { echo "valgrind is needed" >&2; exit 1; }
 WASM=$(realpath "${NKA_WASM:-target/wasm32-wasip1/release/nected_key_auth.wasm}")
+# COMPARE_WASM="a.wasm b.wasm" adds an allowed-request row for other builds.
+COMPARE_WASM=${COMPARE_WASM:-}
 work=$(mktemp -d)
 trap 'kill $vg_pid 2>/dev/null || true; wait 2>/dev/null || true; rm -rf "$work"' EXIT
 
@@ -104,6 +106,11 @@ YAML
   listener none 19010 ""
   listener noop 19011 "$(wasm "$NOOP" "")"
   listener nected 19012 "$(wasm "$WASM" "$plugin_config")"
+  port=19020
+  for w in $COMPARE_WASM; do
+    listener "compare$port" $port "$(wasm "$(realpath "$w")" "$plugin_config")"
+    port=$((port + 1))
+  done
   listener native 19013 "          - name: envoy.filters.http.api_key_auth
             typed_config:
               \"@type\": type.googleapis.com/envoy.extensions.filters.http.api_key_auth.v3.ApiKeyAuth
@@ -111,7 +118,7 @@ YAML
               key_sources: [ { header: nected-api-key } ]"
 } > "$work/envoy.yaml"
 
-valgrind --tool=callgrind --callgrind-out-file="$work/cg.%p" --collect-atstart=no \
+valgrind --tool=callgrind --callgrind-out-file="$work/cg.%p" --instr-atstart=no \
   "$ENVOY" -c "$work/envoy.yaml" --concurrency 1 --disable-hot-restart -l error >"$work/vg.log" 2>&1 &
 vg_pid=$!
 for _ in $(seq 1 600); do
@@ -135,10 +142,18 @@ measure() { # label port path header
   callgrind_control --instr=on "$vg_pid" >/dev/null
   callgrind_control -z "$vg_pid" >/dev/null
   load "$2" "$3" "$4"
+  local before total file
+  before=$(ls "$work"/cg.* 2>/dev/null | wc -l)
   callgrind_control -d "$vg_pid" >/dev/null
+  # The dump is written when Envoy next runs; wait for the file.
+  for _ in $(seq 1 300); do
+    [ "$(ls "$work"/cg.* 2>/dev/null | wc -l)" -gt "$before" ] && break
+    sleep 0.1
+  done
+  file=$(ls -t "$work"/cg.* | head -1)
+  for _ in $(seq 1 100); do grep -q '^totals:' "$file" && break; sleep 0.1; done
   callgrind_control --instr=off "$vg_pid" >/dev/null
-  local total
-  total=$(grep -h '^summary:\|^totals:' $(ls -t "$work"/cg.* | head -1) | awk '{print $2}' | head -1)
+  total=$(grep -h '^totals:' "$file" | awk '{print $2}' | head -1)
   printf '%-16s %12d instructions/request\n' "$1" $((total / N))
 }
 echo "callgrind, Envoy --concurrency 1, $N requests per case (keep-alive, direct_response)"
@@ -148,3 +163,8 @@ measure nected-allowed 19012 /api/v1/workflows/x "nected-api-key: $KEY"
 measure nected-401 19012 /api/v1/workflows/x ""
 measure nected-public 19012 /healthz ""
 measure native-allowed 19013 /api/v1/workflows/x "nected-api-key: $KEY"
+port=19020
+for w in $COMPARE_WASM; do
+  measure "$(basename "$w" .wasm)" $port /api/v1/workflows/x "nected-api-key: $KEY"
+  port=$((port + 1))
+done

@@ -165,9 +165,20 @@ fn describe(out: &std::process::Output) -> String {
 }
 
 #[test]
-fn every_embedded_config_compiles_and_passes_nected_key_check() {
+fn every_embedded_config_validates_compiles_and_passes_nected_key_check() {
+    let schema: Value = serde_json::from_str(&read("schema/plugin-config.schema.json")).unwrap();
+    let schema = jsonschema::draft202012::new(&schema).unwrap();
     for ex in EXAMPLES {
         let bytes = embedded_config(ex);
+        let value: Value = serde_json::from_slice(&bytes).unwrap();
+        let schema_errors: Vec<String> =
+            schema.iter_errors(&value).map(|e| e.to_string()).collect();
+        assert!(
+            schema_errors.is_empty(),
+            "{} `{}` does not validate against the JSON Schema: {schema_errors:?}",
+            ex.file,
+            ex.path
+        );
         if let Err(errors) = nected_key_auth::config::compile(&bytes) {
             let errors: Vec<String> = errors.iter().map(ToString::to_string).collect();
             panic!(

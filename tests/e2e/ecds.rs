@@ -23,7 +23,10 @@ fn keys(entries: &[(&str, &str, bool)]) -> String {
     let keys: Vec<String> = entries
         .iter()
         .map(|(id, key, revoked)| {
-            format!(r#"{{ "id": "{id}", "sha256": "{}", "revoked": {revoked} }}"#, sha256_hex(key.as_bytes()))
+            format!(
+                r#"{{ "id": "{id}", "sha256": "{}", "revoked": {revoked} }}"#,
+                sha256_hex(key.as_bytes())
+            )
         })
         .collect();
     format!(r#"{{ "routes": [], "keys": [ {} ] }}"#, keys.join(", "))
@@ -38,11 +41,10 @@ fn publish(dir: &std::path::Path, content: &str) {
 
 #[test]
 fn ecds_updates_keys_without_restart_and_refuses_a_bad_update() {
-    let template = read("deploy/envoy-ecds/config/nected-key-auth.yaml")
-        .replace(
-            "target/wasm32-wasip1/release/nected_key_auth.wasm",
-            &wasm_file().display().to_string(),
-        );
+    let template = read("deploy/envoy-ecds/config/nected-key-auth.yaml").replace(
+        "target/wasm32-wasip1/release/nected_key_auth.wasm",
+        &wasm_file().display().to_string(),
+    );
     assert!(
         template.contains("failure_policy: FAIL_RELOAD"),
         "the shipped ECDS resource fails closed"
@@ -60,33 +62,67 @@ fn ecds_updates_keys_without_restart_and_refuses_a_bad_update() {
     )];
     let envoy = Envoy::start("ecds", setup);
     let mut t = Cases::default();
-    t.check("initial config delivered", envoy.wait_stat(RELOADS, 1), envoy.stat(RELOADS));
+    t.check(
+        "initial config delivered",
+        envoy.wait_stat(RELOADS, 1),
+        envoy.stat(RELOADS),
+    );
     t.passed("old key accepted", &envoy.send(Req::get("/x").key(OLD)));
-    t.status("new key not yet known", &envoy.send(Req::get("/x").key(NEW)), 401);
+    t.status(
+        "new key not yet known",
+        &envoy.send(Req::get("/x").key(NEW)),
+        401,
+    );
 
     // Rotation: add the new key, revoke the old one.
     let rotated = keys(&[("old", OLD, true), ("new", NEW, false)]);
     publish(&envoy.dir, &resource(&template, &rotated));
-    t.check("update delivered", envoy.wait_stat(RELOADS, 2), envoy.stat(RELOADS));
-    t.passed("new key accepted after the update", &envoy.send(Req::get("/x").key(NEW)));
-    t.status("old key revoked by the update", &envoy.send(Req::get("/x").key(OLD)), 401);
+    t.check(
+        "update delivered",
+        envoy.wait_stat(RELOADS, 2),
+        envoy.stat(RELOADS),
+    );
+    t.passed(
+        "new key accepted after the update",
+        &envoy.send(Req::get("/x").key(NEW)),
+    );
+    t.status(
+        "old key revoked by the update",
+        &envoy.send(Req::get("/x").key(OLD)),
+        401,
+    );
     let fingerprint = &sha256_hex(format!("{rotated}\n").as_bytes())[..12];
     t.check(
         "the update logs its summary and fingerprint",
-        envoy.log().contains(&format!("revoked=1 expired=0 expiring_7d=0 config={fingerprint}")),
+        envoy.log().contains(&format!(
+            "revoked=1 expired=0 expiring_7d=0 config={fingerprint}"
+        )),
         fingerprint,
     );
 
     // An invalid update is refused whole; the previous config keeps serving.
     let broken = r#"{ "routes": [], "keys": [ { "id": "x", "sha256": "not-hex" } ] }"#;
     publish(&envoy.dir, &resource(&template, broken));
-    t.check("invalid update refused", envoy.wait_stat(FAILS, 1), envoy.stat(FAILS));
+    t.check(
+        "invalid update refused",
+        envoy.wait_stat(FAILS, 1),
+        envoy.stat(FAILS),
+    );
     t.check(
         "the refusal names the JSON path",
-        envoy.log().contains("invalid configuration: $.keys[0].sha256: must be 64 hex digits"),
+        envoy
+            .log()
+            .contains("invalid configuration: $.keys[0].sha256: must be 64 hex digits"),
         "error line",
     );
-    t.passed("previous config still serves the new key", &envoy.send(Req::get("/x").key(NEW)));
-    t.status("previous config still refuses the old key", &envoy.send(Req::get("/x").key(OLD)), 401);
+    t.passed(
+        "previous config still serves the new key",
+        &envoy.send(Req::get("/x").key(NEW)),
+    );
+    t.status(
+        "previous config still refuses the old key",
+        &envoy.send(Req::get("/x").key(OLD)),
+        401,
+    );
     t.finish();
 }

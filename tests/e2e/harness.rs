@@ -484,7 +484,13 @@ impl Envoy {
         let r = self.admin_get(&format!("/stats?filter=^{name}$")).unwrap();
         String::from_utf8_lossy(&r.body)
             .lines()
-            .find_map(|l| l.strip_prefix(name)?.strip_prefix(": ")?.trim().parse().ok())
+            .find_map(|l| {
+                l.strip_prefix(name)?
+                    .strip_prefix(": ")?
+                    .trim()
+                    .parse()
+                    .ok()
+            })
             .unwrap_or(0)
     }
 

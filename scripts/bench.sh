@@ -16,95 +16,25 @@ ENVOY=$(realpath "$ENVOY")
 WASM=$(realpath "${NKA_WASM:-target/wasm32-wasip1/release/nected_key_auth.wasm}")
 # COMPARE_WASM=other.wasm adds a column for another build of the filter.
 COMPARE_WASM=${COMPARE_WASM:+$(realpath "$COMPARE_WASM")}
-KEY=bench_key_0123456789abcdefghijklmnopqrstuvwxyz
-DIGEST=$(printf %s "$KEY" | sha256sum | cut -d' ' -f1)
+# shellcheck source=perf-setup.sh
+. scripts/perf-setup.sh
 work=$(mktemp -d)
 trap 'kill $envoy_pid 2>/dev/null || true; wait 2>/dev/null || true; rm -rf "$work"' EXIT
+plugin_config=$(perf_plugin_config)
 
-# The contract example, with 100 keys so the lookup is not trivial.
-keys=""
-for i in $(seq 1 99); do
-  keys+="{ \"id\": \"filler-$i\", \"client\": \"filler\", \"sha256\": \"$(printf 'filler-%s' "$i" | sha256sum | cut -d' ' -f1)\" },"
-done
-plugin_config=$(cat <<JSON
-{
-  "routes": [
-    { "name": "health", "path": "/healthz", "auth": "none" },
-    { "name": "rules", "prefix": "/api/v1/rules", "methods": ["POST"], "auth": "private", "allow_clients": ["billing"] },
-    { "name": "workflows", "prefix": "/api/v1/workflows", "auth": "private" },
-    { "name": "docs", "prefix": "/docs", "hosts": ["api.example.com"], "auth": "none" }
-  ],
-  "keys": [ $keys { "id": "bench", "client": "billing", "sha256": "$DIGEST" } ]
-}
-JSON
-)
-
-listener() { # name port filters
-  cat <<YAML
-  - name: $1
-    address: { socket_address: { address: 127.0.0.1, port_value: $2 } }
-    filter_chains:
-    - filters:
-      - name: envoy.filters.network.http_connection_manager
-        typed_config:
-          "@type": type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager
-          stat_prefix: $1
-          normalize_path: true
-          merge_slashes: true
-          path_with_escaped_slashes_action: REJECT_REQUEST
-          route_config:
-            virtual_hosts:
-            - name: all
-              domains: ["*"]
-              routes:
-              - match: { prefix: "/" }
-                direct_response: { status: 200, body: { inline_string: "ok" } }
-          http_filters:
-$3
-          - name: envoy.filters.http.router
-            typed_config: { "@type": type.googleapis.com/envoy.extensions.filters.http.router.v3.Router }
-YAML
-}
-wasm_filter() { # wasm file
-cat <<YAML
-          - name: nected_key_auth
-            typed_config:
-              "@type": type.googleapis.com/envoy.extensions.filters.http.wasm.v3.Wasm
-              config:
-                root_id: nected_key_auth
-                failure_policy: FAIL_RELOAD
-                vm_config:
-                  runtime: envoy.wasm.runtime.v8
-                  code: { local: { filename: $1 } }
-                configuration:
-                  "@type": type.googleapis.com/google.protobuf.StringValue
-                  value: '$(echo "$plugin_config" | tr -d '\n')'
-YAML
-}
-native_filter=$(cat <<YAML
-          - name: envoy.filters.http.api_key_auth
-            typed_config:
-              "@type": type.googleapis.com/envoy.extensions.filters.http.api_key_auth.v3.ApiKeyAuth
-              credentials: [ { key: "$KEY", client: billing } ]
-              key_sources: [ { header: nected-api-key } ]
-YAML
-)
 {
   echo "admin: { address: { socket_address: { address: 127.0.0.1, port_value: 19901 } } }"
   echo "static_resources:"
   echo "  listeners:"
-  listener none 19000 ""
-  listener nected 19001 "$(wasm_filter "$WASM")"
-  listener native 19002 "$native_filter"
-  [ -z "$COMPARE_WASM" ] || listener compare 19003 "$(wasm_filter "$COMPARE_WASM")"
+  perf_listener none 19000 ""
+  perf_listener nected 19001 "$(perf_wasm_filter "$WASM" "$plugin_config")"
+  perf_listener native 19002 "$(perf_native_filter)"
+  [ -z "$COMPARE_WASM" ] || perf_listener compare 19003 "$(perf_wasm_filter "$COMPARE_WASM" "$plugin_config")"
 } > "$work/bench.yaml"
 
 "$ENVOY" -c "$work/bench.yaml" --concurrency 1 --disable-hot-restart -l warn &
 envoy_pid=$!
-for _ in $(seq 1 200); do
-  curl -fs http://127.0.0.1:19901/ready 2>/dev/null | grep -q LIVE && break
-  sleep 0.05
-done
+perf_wait_ready 19901
 
 run() { # port path [header]
   local args=(-t1 -c16 -d"${SECONDS_PER_RUN}s" --latency)

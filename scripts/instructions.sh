@@ -59,72 +59,29 @@ RS
 cargo build --quiet --release --target wasm32-wasip1 --manifest-path "$work/noop/Cargo.toml" --target-dir "$work/noop/target"
 NOOP="$work/noop/target/wasm32-wasip1/release/noop.wasm"
 
-KEY=bench_key_0123456789abcdefghijklmnopqrstuvwxyz
-DIGEST=$(printf %s "$KEY" | sha256sum | cut -d' ' -f1)
-keys=""
-for i in $(seq 1 99); do
-  keys+="{ \"id\": \"filler-$i\", \"client\": \"filler\", \"sha256\": \"$(printf 'filler-%s' "$i" | sha256sum | cut -d' ' -f1)\" },"
-done
-plugin_config="{ \"routes\": [ { \"name\": \"health\", \"path\": \"/healthz\", \"auth\": \"none\" }, { \"name\": \"rules\", \"prefix\": \"/api/v1/rules\", \"methods\": [\"POST\"], \"auth\": \"private\", \"allow_clients\": [\"billing\"] }, { \"name\": \"workflows\", \"prefix\": \"/api/v1/workflows\", \"auth\": \"private\" } ], \"keys\": [ $keys { \"id\": \"bench\", \"client\": \"billing\", \"sha256\": \"$DIGEST\" } ] }"
+# shellcheck source=perf-setup.sh
+. scripts/perf-setup.sh
+plugin_config=$(perf_plugin_config)
 
-wasm() { # file config
-  cat <<YAML
-          - name: w
-            typed_config:
-              "@type": type.googleapis.com/envoy.extensions.filters.http.wasm.v3.Wasm
-              config:
-                failure_policy: FAIL_RELOAD
-                vm_config: { runtime: envoy.wasm.runtime.v8, code: { local: { filename: $1 } } }
-                configuration: { "@type": type.googleapis.com/google.protobuf.StringValue, value: '$2' }
-YAML
-}
-listener() { # name port filters
-  cat <<YAML
-  - name: $1
-    address: { socket_address: { address: 127.0.0.1, port_value: $2 } }
-    filter_chains:
-    - filters:
-      - name: envoy.filters.network.http_connection_manager
-        typed_config:
-          "@type": type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager
-          stat_prefix: $1
-          route_config:
-            virtual_hosts:
-            - name: all
-              domains: ["*"]
-              routes: [ { match: { prefix: "/" }, direct_response: { status: 200, body: { inline_string: "ok" } } } ]
-          http_filters:
-$3
-          - name: envoy.filters.http.router
-            typed_config: { "@type": type.googleapis.com/envoy.extensions.filters.http.router.v3.Router }
-YAML
-}
 {
   echo "admin: { address: { socket_address: { address: 127.0.0.1, port_value: 19911 } } }"
   echo "static_resources:"
   echo "  listeners:"
-  listener none 19010 ""
-  listener noop 19011 "$(wasm "$NOOP" "")"
-  listener nected 19012 "$(wasm "$WASM" "$plugin_config")"
+  perf_listener none 19010 ""
+  perf_listener noop 19011 "$(perf_wasm_filter "$NOOP" "")"
+  perf_listener nected 19012 "$(perf_wasm_filter "$WASM" "$plugin_config")"
   port=19020
   for w in $COMPARE_WASM; do
-    listener "compare$port" $port "$(wasm "$(realpath "$w")" "$plugin_config")"
+    perf_listener "compare$port" $port "$(perf_wasm_filter "$(realpath "$w")" "$plugin_config")"
     port=$((port + 1))
   done
-  listener native 19013 "          - name: envoy.filters.http.api_key_auth
-            typed_config:
-              \"@type\": type.googleapis.com/envoy.extensions.filters.http.api_key_auth.v3.ApiKeyAuth
-              credentials: [ { key: \"$KEY\", client: billing } ]
-              key_sources: [ { header: nected-api-key } ]"
+  perf_listener native 19013 "$(perf_native_filter)"
 } > "$work/envoy.yaml"
 
 valgrind --tool=callgrind --callgrind-out-file="$work/cg.%p" --instr-atstart=no \
   "$ENVOY" -c "$work/envoy.yaml" --concurrency 1 --disable-hot-restart -l error >"$work/vg.log" 2>&1 &
 vg_pid=$!
-for _ in $(seq 1 600); do
-  curl -fs http://127.0.0.1:19911/ready 2>/dev/null | grep -q LIVE && break
-  sleep 0.2
-done
+perf_wait_ready 19911
 
 load() { # port path header -> sends N requests over one keep-alive connection
   python3 - "$1" "$2" "$3" "$N" <<'PY'

@@ -453,31 +453,12 @@ fn compile_keys(top: &Members, root: &JsonPath, errors: &mut Errors) -> Compiled
         // another error.
         let id = m.text("id");
         if let Some(id) = id {
-            if let Some(first) = ids.get(id) {
-                errors.add(
-                    at.field("id"),
-                    Problem::Duplicate {
-                        first: first.clone(),
-                    },
-                );
-            } else {
-                ids.insert(id, at.field("id"));
-            }
+            first_use(&mut ids, id, at.field("id"), errors);
         }
-        let mut digest = m.text("sha256").and_then(unhex32);
-        if let Some(d) = digest {
-            if let Some(first) = digests.get(&d) {
-                errors.add(
-                    at.field("sha256"),
-                    Problem::Duplicate {
-                        first: first.clone(),
-                    },
-                );
-                digest = None;
-            } else {
-                digests.insert(d, at.field("sha256"));
-            }
-        }
+        let digest = m
+            .text("sha256")
+            .and_then(unhex32)
+            .filter(|&d| first_use(&mut digests, d, at.field("sha256"), errors));
         let not_before = m.text("not_before").and_then(parse_instant);
         let expires = m.text("expires").and_then(parse_instant);
         if let (Some(nb), Some(ex)) = (not_before, expires) {
@@ -531,16 +512,7 @@ fn compile_routes(
             continue;
         };
         if let Some(name) = m.text("name") {
-            if let Some(first) = names.get(name) {
-                errors.add(
-                    at.field("name"),
-                    Problem::Duplicate {
-                        first: first.clone(),
-                    },
-                );
-            } else {
-                names.insert(name, at.field("name"));
-            }
+            first_use(&mut names, name, at.field("name"), errors);
         }
         let matcher = match (has_member(item, "path"), has_member(item, "prefix")) {
             (true, true) => {
@@ -606,6 +578,27 @@ fn compile_routes(
         });
     }
     routes
+}
+
+/// Records where a unique value is first used; on a repeat, reports it as a
+/// duplicate of that place and returns false.
+fn first_use<K: std::hash::Hash + Eq>(
+    seen: &mut HashMap<K, JsonPath>,
+    value: K,
+    at: JsonPath,
+    errors: &mut Errors,
+) -> bool {
+    match seen.entry(value) {
+        std::collections::hash_map::Entry::Occupied(first) => {
+            let first = first.get().clone();
+            errors.add(at, Problem::Duplicate { first });
+            false
+        }
+        std::collections::hash_map::Entry::Vacant(slot) => {
+            slot.insert(at);
+            true
+        }
+    }
 }
 
 fn has_member(node: &Node, name: &str) -> bool {

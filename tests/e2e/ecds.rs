@@ -9,10 +9,6 @@ const NEW: &str = "e2e_ecds_new_key_0123456789abcdef";
 const RELOADS: &str = "extension_config_discovery.http_filter.nected_key_auth.config_reload";
 const FAILS: &str = "extension_config_discovery.http_filter.nected_key_auth.config_fail";
 
-fn read(path: &str) -> String {
-    std::fs::read_to_string(repo().join(path)).unwrap()
-}
-
 /// The shipped ECDS resource with another plugin configuration.
 fn resource(template: &str, plugin_config: &str) -> String {
     let start = template.find("        value: |\n").unwrap() + "        value: |\n".len();
@@ -49,10 +45,7 @@ fn ecds_updates_keys_without_restart_and_refuses_a_bad_update() {
         template.contains("failure_policy: FAIL_RELOAD"),
         "the shipped ECDS resource fails closed"
     );
-    let bootstrap = read("deploy/envoy-ecds/envoy.yaml")
-        .replace("port_value: 10000", "port_value: 0")
-        .replace("port_value: 9901", "port_value: 0")
-        .replace("port_value: 18080", "port_value: {{UPSTREAM}}")
+    let bootstrap = shipped_bootstrap("deploy/envoy-ecds/envoy.yaml")
         .replace("deploy/envoy-ecds/config", "{{DIR}}/config");
     let mut setup = Setup::new("");
     setup.bootstrap = Some(bootstrap);

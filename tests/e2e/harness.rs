@@ -21,6 +21,24 @@ pub fn repo() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
 }
 
+/// A file of the repository, as text.
+pub fn read(path: &str) -> String {
+    std::fs::read_to_string(repo().join(path)).unwrap_or_else(|e| panic!("{path}: {e}"))
+}
+
+/// A shipped Envoy bootstrap with its fixed ports (listener 10000, admin
+/// 9901, upstream 18080) replaced by free ones, for `Setup::bootstrap`.
+pub fn shipped_bootstrap(path: &str) -> String {
+    read(path)
+        .replace("port_value: 10000", "port_value: 0")
+        .replace("port_value: 9901", "port_value: 0")
+        .replace("port_value: 18080", "port_value: {{UPSTREAM}}")
+        .replace(
+            "target/wasm32-wasip1/release/nected_key_auth.wasm",
+            "{{WASM}}",
+        )
+}
+
 fn required_file(var: &str, default: PathBuf) -> PathBuf {
     let path = std::env::var_os(var).map(PathBuf::from).unwrap_or(default);
     assert!(
@@ -814,33 +832,8 @@ pub fn curl(args: &[&str]) -> Response {
         "curl {args:?} failed: {}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let text = out.stdout;
-    // HTTP/2 status lines are "HTTP/2 200"; headers end at the blank line.
-    let split = text
-        .windows(4)
-        .position(|w| w == b"\r\n\r\n")
-        .expect("curl printed headers");
-    let head = String::from_utf8_lossy(&text[..split]).into_owned();
-    let mut lines = head.split("\r\n");
-    let status = lines
-        .next()
-        .unwrap()
-        .split(' ')
-        .nth(1)
-        .unwrap()
-        .parse()
-        .unwrap();
-    let headers = lines
-        .filter_map(|l| {
-            let (n, v) = l.split_once(':')?;
-            Some((n.trim().to_ascii_lowercase(), v.trim().as_bytes().to_vec()))
-        })
-        .collect();
-    Response {
-        status,
-        headers,
-        body: text[split + 4..].to_vec(),
-    }
+    // HTTP/2 status lines ("HTTP/2 200") parse like HTTP/1.1 ones.
+    parse_response(&out.stdout).expect("curl printed a response")
 }
 
 /// Collects failed cases of a scenario and reports them all at once.

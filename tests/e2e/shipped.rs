@@ -4,10 +4,6 @@
 use crate::harness::*;
 use std::process::Command;
 
-fn read(path: &str) -> String {
-    std::fs::read_to_string(repo().join(path)).unwrap_or_else(|e| panic!("{path}: {e}"))
-}
-
 /// The block-scalar plugin configuration embedded in an Envoy YAML file.
 pub fn embedded_plugin_config(yaml: &str) -> String {
     let mut lines = yaml
@@ -87,17 +83,8 @@ fn compose_file_pins_the_same_envoy_version() {
 
 #[test]
 fn make_run_curl_lines_work_against_the_shipped_config() {
-    // The shipped envoy.yaml, with its fixed ports replaced by free ones.
-    let yaml = read("envoy/envoy.yaml")
-        .replace("port_value: 10000", "port_value: 0")
-        .replace("port_value: 9901", "port_value: 0")
-        .replace("port_value: 18080", "port_value: {{UPSTREAM}}")
-        .replace(
-            "target/wasm32-wasip1/release/nected_key_auth.wasm",
-            "{{WASM}}",
-        );
     let mut setup = Setup::new("");
-    setup.bootstrap = Some(yaml);
+    setup.bootstrap = Some(shipped_bootstrap("envoy/envoy.yaml"));
     let envoy = Envoy::start("shipped", setup);
     let keys = demo_keys();
     let script = read("scripts/run.sh");

@@ -5,7 +5,7 @@
 use crate::host::{self, HostPattern};
 use crate::json::Node;
 use crate::path;
-use crate::policy::{Auth, ClientId, Key, Mode, PathMatch, Policy, Route};
+use crate::policy::{prefix64, Auth, ClientId, DigestEntry, Key, Mode, PathMatch, Policy, Route};
 use crate::shape::{
     check_object, ConfigError, Errors, Field, JsonPath, Kind, Members, Object, Problem, Text,
 };
@@ -435,13 +435,13 @@ pub fn fold_eq(a: &[u8], b: &[u8]) -> bool {
     a.len() == b.len() && a.iter().zip(b).all(|(&x, &y)| fold(x) == fold(y))
 }
 
-type CompiledKeys = (Vec<Key>, Vec<Box<str>>, Vec<([u8; 32], u32)>);
+type CompiledKeys = (Vec<Key>, Vec<Box<str>>, Vec<DigestEntry>);
 
 fn compile_keys(top: &Members, root: &JsonPath, errors: &mut Errors) -> CompiledKeys {
     let base = root.field("keys");
     let mut keys = Vec::new();
     let mut clients: Vec<Box<str>> = Vec::new();
-    let mut by_digest: Vec<([u8; 32], u32)> = Vec::new();
+    let mut by_digest: Vec<DigestEntry> = Vec::new();
     let mut ids: HashMap<&str, JsonPath> = HashMap::new();
     let mut digests: HashMap<[u8; 32], JsonPath> = HashMap::new();
     for (i, item) in top.list("keys").iter().enumerate() {
@@ -484,7 +484,7 @@ fn compile_keys(top: &Members, root: &JsonPath, errors: &mut Errors) -> Compiled
         let (Some(id), Some(digest)) = (id, digest) else {
             continue;
         };
-        by_digest.push((digest, keys.len() as u32));
+        by_digest.push((prefix64(&digest), digest, keys.len() as u32));
         keys.push(Key {
             id: id.into(),
             client: client as ClientId,
@@ -493,7 +493,7 @@ fn compile_keys(top: &Members, root: &JsonPath, errors: &mut Errors) -> Compiled
             expires,
         });
     }
-    by_digest.sort_unstable_by_key(|entry| entry.0);
+    by_digest.sort_unstable_by_key(|&(_, digest, _)| digest);
     (keys, clients, by_digest)
 }
 
@@ -530,12 +530,20 @@ fn compile_routes(
                 None
             }
             // A malformed value has its own error already.
-            _ => match (m.text("path"), m.text("prefix")) {
-                (Some(p), _) => Some(PathMatch::Exact(p.as_bytes().into())),
-                (_, Some("/")) => Some(PathMatch::Everything),
-                (_, Some(p)) => Some(PathMatch::Prefix(p.as_bytes().into())),
-                (None, None) => None,
-            },
+            _ => {
+                // Stored in the form requests are compared in.
+                let key = |p: &str| {
+                    path::match_key(p.as_bytes())
+                        .into_owned()
+                        .into_boxed_slice()
+                };
+                match (m.text("path"), m.text("prefix")) {
+                    (Some(p), _) => Some(PathMatch::Exact(key(p))),
+                    (_, Some("/")) => Some(PathMatch::Everything),
+                    (_, Some(p)) => Some(PathMatch::Prefix(key(p))),
+                    (None, None) => None,
+                }
+            }
         };
         let auth = match m.text("auth") {
             Some("none") => Auth::None,
@@ -561,9 +569,13 @@ fn compile_routes(
                 }
             }
         }
-        let methods: Vec<Box<[u8]>> = strings(m.list("methods"))
+        let mut methods: Vec<Box<[u8]>> = strings(m.list("methods"))
             .map(|s| s.as_bytes().into())
             .collect();
+        // A listed GET also matches HEAD.
+        if methods.iter().any(|m| &**m == b"GET") && !methods.iter().any(|m| &**m == b"HEAD") {
+            methods.push(b"HEAD"[..].into());
+        }
         let hosts: Vec<HostPattern> = strings(m.list("hosts")).map(HostPattern::new).collect();
         let (Some(name), Some(matcher)) = (m.text("name"), matcher) else {
             continue;

@@ -172,7 +172,9 @@ pub struct Request<'r> {
     pub client_header: bool,
     pub aliases: Vec<Alias<'r>>,
     pub method_override: bool,
+    /// A non-empty `origin` header.
     pub origin: bool,
+    /// A non-empty `access-control-request-method` header.
     pub cors_request_method: bool,
 }
 
@@ -225,9 +227,9 @@ impl Policy {
             } else if name.eq_ignore_ascii_case(b"host") {
                 req.host.get_or_insert(value);
             } else if name.eq_ignore_ascii_case(b"origin") {
-                req.origin = true;
+                req.origin |= !value.is_empty();
             } else if name.eq_ignore_ascii_case(b"access-control-request-method") {
-                req.cors_request_method = true;
+                req.cors_request_method |= !value.is_empty();
             } else if METHOD_OVERRIDES.iter().any(|m| fold_eq(name, m)) {
                 req.method_override = true;
             }
@@ -251,7 +253,7 @@ impl Policy {
         };
 
         // 1. Canonical path.
-        let path = match req.path.map(path::canonical) {
+        let canonical = match req.path.map(path::canonical) {
             Some(Ok(p)) => p,
             Some(Err(e)) => {
                 return d.deny(
@@ -290,8 +292,10 @@ impl Policy {
             );
         };
 
+        // Browsers send exactly `OPTIONS`; any other spelling is not a
+        // preflight (an upstream might read it as another method).
         if self.allow_cors_preflight
-            && method.eq_ignore_ascii_case(b"OPTIONS")
+            && method == b"OPTIONS"
             && req.origin
             && req.cors_request_method
         {
@@ -301,6 +305,7 @@ impl Policy {
         }
 
         // 3. Route.
+        let path = path::match_key(&canonical);
         let route = self.routes.iter().find(|r| r.matches(&path, method, host));
         d.route = route;
         if route.map_or(self.default_auth, |r| r.auth) == Auth::None {
@@ -469,11 +474,20 @@ impl fmt::Display for LogLine<'_, '_, '_> {
         let d = self.0;
         write!(
             f,
-            "outcome={} reason={} route={}",
+            "outcome={} reason={} route=",
             d.outcome.as_str(),
-            d.reason.as_str(),
-            d.route_name()
+            d.reason.as_str()
         )?;
+        // Route names are free text: quote one that could blur the fields.
+        let name = d.route_name();
+        let plain = name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"._-()/:".contains(&b));
+        if plain {
+            f.write_str(name)?;
+        } else {
+            write!(f, "{name:?}")?;
+        }
         if let Some(key) = d.key {
             write!(f, " key_id={} client={}", key.id, d.client.unwrap_or(""))?;
         } else if let Some(value) = d.presented {

@@ -415,11 +415,11 @@ fn routes_public_private_and_default() {
             "escaped",
         ),
         (
-            "`path`: a raw `:` is not `%3A`",
+            "`path`: a raw `:` matches the route written `%3A` (one resource, two spellings)",
             Req::get("/a:b"),
-            DeniedMissing,
-            "no_key",
-            "(default)",
+            Public,
+            "public_route",
+            "escaped",
         ),
         (
             "`prefix`: the prefix itself",
@@ -1742,12 +1742,30 @@ fn cors_preflight() {
             "(default)",
         ),
         (
-            "a preflight, `options` compared upper-cased",
+            "`options` (not exactly `OPTIONS`) is not a preflight",
             Req::new("options", "/api/v1/rules")
                 .h("origin", "o")
                 .h("access-control-request-method", "POST"),
-            Public,
-            "cors_preflight",
+            DeniedTls,
+            "not_tls",
+            "(default)",
+        ),
+        (
+            "an empty `origin` does not make a preflight",
+            Req::new("OPTIONS", "/api/v1/rules")
+                .h("origin", "")
+                .h("access-control-request-method", "POST"),
+            DeniedTls,
+            "not_tls",
+            "(default)",
+        ),
+        (
+            "an empty `access-control-request-method` does not make a preflight",
+            Req::new("OPTIONS", "/api/v1/rules")
+                .h("origin", "o")
+                .h("access-control-request-method", ""),
+            DeniedTls,
+            "not_tls",
             "(default)",
         ),
         (

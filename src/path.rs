@@ -164,6 +164,39 @@ fn rebuild(path: &[u8]) -> Result<Vec<u8>, PathError> {
     Ok(out)
 }
 
+/// The form routes are compared in: the canonical path with every
+/// remaining percent-escape decoded except `%25`. Step 1 keeps escapes of
+/// reserved and non-ASCII bytes, so `/a%3Ab` and `/a:b`, or `/caf%C3%A9`
+/// and the raw UTF-8 form, are different canonical paths; most upstreams
+/// treat them as one resource, so a route must match both. (`%2F`, `%5C`
+/// and control characters never get here: step 1 refuses them. `%25`
+/// stays, so nothing is decoded twice.) Borrowed when there is no escape.
+pub fn match_key(canonical: &[u8]) -> Cow<'_, [u8]> {
+    if !canonical.contains(&b'%') {
+        return Cow::Borrowed(canonical);
+    }
+    let mut out = Vec::with_capacity(canonical.len());
+    let mut bytes = canonical.iter().copied();
+    while let Some(b) = bytes.next() {
+        if b != b'%' {
+            out.push(b);
+            continue;
+        }
+        let (hi, lo) = (bytes.next(), bytes.next());
+        match (hi.and_then(hex_value), lo.and_then(hex_value)) {
+            (Some(h), Some(l)) if (h, l) != (2, 5) => out.push(h << 4 | l),
+            _ => {
+                // `%25` (or, defensively, anything that is not an escape)
+                // is kept as it is.
+                out.push(b);
+                out.extend(hi);
+                out.extend(lo);
+            }
+        }
+    }
+    Cow::Owned(out)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -241,6 +274,22 @@ mod tests {
             let want = want.map(str::to_owned);
             assert_eq!(canon(input), want, "input {input:?}");
         }
+    }
+
+    #[test]
+    fn match_key_decodes_every_escape_but_percent() {
+        let key = |s: &str| String::from_utf8_lossy(&match_key(s.as_bytes())).into_owned();
+        assert_eq!(key("/a%3Ab"), "/a:b");
+        assert_eq!(key("/x%21y/%40%2B"), "/x!y/@+");
+        assert_eq!(key("/caf%C3%A9"), "/caf\u{e9}");
+        assert_eq!(key("/%25/%2541"), "/%25/%2541");
+        assert_eq!(key("/%3F%23%3B"), "/?#;");
+        assert!(matches!(match_key(b"/plain"), Cow::Borrowed(_)));
+        // Both spellings of a reserved character meet in one key.
+        let a = canonical(b"/a:b").unwrap();
+        let b = canonical(b"/a%3ab").unwrap();
+        assert_ne!(a, b);
+        assert_eq!(match_key(&a), match_key(&b));
     }
 
     #[test]

@@ -57,7 +57,8 @@ impl PathMatch {
 pub struct Route {
     pub name: Box<str>,
     pub matcher: PathMatch,
-    /// Upper-case; empty means any method.
+    /// Upper-case, with `HEAD` added where `GET` is listed; empty means
+    /// any method.
     pub methods: Box<[Box<[u8]>]>,
     /// Empty means any host.
     pub hosts: Box<[HostPattern]>,
@@ -71,10 +72,7 @@ impl Route {
     pub fn matches(&self, path: &[u8], method: &[u8], host: &[u8]) -> bool {
         self.matcher.matches(path)
             && (self.methods.is_empty()
-                || self.methods.iter().any(|m| {
-                    method.eq_ignore_ascii_case(m)
-                        || (&**m == b"GET" && method.eq_ignore_ascii_case(b"HEAD"))
-                }))
+                || self.methods.iter().any(|m| method.eq_ignore_ascii_case(m)))
             && (self.hosts.is_empty() || self.hosts.iter().any(|h| h.matches(host)))
     }
 
@@ -137,8 +135,8 @@ pub struct Policy {
     pub routes: Box<[Route]>,
     pub keys: Box<[Key]>,
     pub clients: Box<[Box<str>]>,
-    /// `(digest, index into keys)`, sorted by digest.
-    pub by_digest: Box<[([u8; 32], u32)]>,
+    /// `(first 8 digest bytes, digest, index into keys)`, sorted by digest.
+    pub by_digest: Box<[DigestEntry]>,
     pub strip_key: bool,
     /// Lower-case header name; `None` when turned off.
     pub forward_client: Option<Box<str>>,
@@ -149,7 +147,11 @@ pub struct Policy {
     pub fingerprint: String,
 }
 
-fn prefix64(digest: &[u8; 32]) -> u64 {
+/// `(first 8 bytes of the digest, digest, index into `Policy::keys`)`.
+pub type DigestEntry = (u64, [u8; 32], u32);
+
+/// The first 8 bytes of a digest, the search key of the digest table.
+pub fn prefix64(digest: &[u8; 32]) -> u64 {
     let mut head = [0u8; 8];
     head.copy_from_slice(digest.get(..8).unwrap_or(&[0; 8]));
     u64::from_be_bytes(head)
@@ -162,13 +164,13 @@ impl Policy {
     pub fn lookup(&self, value: &[u8]) -> Option<&Key> {
         let digest: [u8; 32] = Sha256::digest(value).into();
         let head = prefix64(&digest);
-        let start = self.by_digest.partition_point(|(d, _)| prefix64(d) < head);
+        let start = self.by_digest.partition_point(|(p, _, _)| *p < head);
         self.by_digest
             .get(start..)?
             .iter()
-            .take_while(|(d, _)| prefix64(d) == head)
-            .find(|(d, _)| bool::from(d.ct_eq(&digest)))
-            .and_then(|&(_, index)| self.keys.get(index as usize))
+            .take_while(|(p, _, _)| *p == head)
+            .find(|(_, d, _)| bool::from(d.ct_eq(&digest)))
+            .and_then(|&(_, _, index)| self.keys.get(index as usize))
     }
 
     pub fn client_name(&self, key: &Key) -> &str {
@@ -239,25 +241,11 @@ impl HostPattern {
 }
 
 impl Route {
-    /// The methods this route matches (GET brings HEAD); `None` for any.
-    fn method_set(&self) -> Option<Vec<&[u8]>> {
-        if self.methods.is_empty() {
-            return None;
-        }
-        let mut set: Vec<&[u8]> = self.methods.iter().map(|m| &**m).collect();
-        if set.contains(&&b"GET"[..]) {
-            set.push(b"HEAD");
-        }
-        Some(set)
-    }
-
     /// Whether every request `later` matches is matched by `self`.
     pub fn covers(&self, later: &Route) -> bool {
-        let methods = match (self.method_set(), later.method_set()) {
-            (None, _) => true,
-            (Some(_), None) => false,
-            (Some(a), Some(b)) => b.iter().all(|m| a.contains(m)),
-        };
+        let methods = self.methods.is_empty()
+            || (!later.methods.is_empty()
+                && later.methods.iter().all(|m| self.methods.contains(m)));
         let hosts = self.hosts.is_empty()
             || (!later.hosts.is_empty()
                 && later

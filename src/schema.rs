@@ -121,7 +121,15 @@ fn text_schema(rule: &Text) -> Value {
         m.insert("format".into(), json!(f));
     }
     if !rule.forbidden.is_empty() {
-        m.insert("not".into(), json!({ "enum": rule.forbidden }));
+        // The parser also refuses them spelled with `_` for `-`.
+        let mut names: Vec<String> = rule.forbidden.iter().map(|f| f.to_string()).collect();
+        names.extend(
+            rule.forbidden
+                .iter()
+                .filter(|f| f.contains('-'))
+                .map(|f| f.replace('-', "_")),
+        );
+        m.insert("not".into(), json!({ "enum": names }));
     }
     Value::Object(m)
 }

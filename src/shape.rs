@@ -118,6 +118,9 @@ pub enum Problem {
         found: &'static str,
     },
     UnknownField,
+    /// An unknown member whose name is not shown: it does not look like a
+    /// field name, and could be a pasted key or digest.
+    UnknownFieldNotShown,
     RepeatedField,
     MissingField,
     EmptyList,
@@ -145,6 +148,9 @@ impl fmt::Display for Problem {
                 write!(f, "must be {expected}, found {found}")
             }
             Problem::UnknownField => f.write_str("unknown field"),
+            Problem::UnknownFieldNotShown => f.write_str(
+                "unknown field (its name is not shown: it does not look like a field name)",
+            ),
             Problem::RepeatedField => f.write_str("field given more than once"),
             Problem::MissingField => f.write_str("required field is missing"),
             Problem::EmptyList => f.write_str("must not be an empty list"),
@@ -265,11 +271,15 @@ pub fn check_object<'a>(
     let mut values: Vec<Option<&Node>> = vec![None; shape.fields.len()];
     let mut seen = vec![false; shape.fields.len()];
     for (name, value) in members {
-        let at = path.field(name);
         let Some(index) = shape.fields.iter().position(|f| f.name == name) else {
-            errors.add(at, Problem::UnknownField);
+            if looks_like_field_name(name) {
+                errors.add(path.field(name), Problem::UnknownField);
+            } else {
+                errors.add(path.clone(), Problem::UnknownFieldNotShown);
+            }
             continue;
         };
+        let at = path.field(name);
         if let Some(s) = seen.get_mut(index) {
             if *s {
                 errors.add(at, Problem::RepeatedField);
@@ -295,6 +305,15 @@ pub fn check_object<'a>(
         }
     }
     Some(Members { shape, values })
+}
+
+/// Short and made of letters and `_` (or `$`): a misspelt field name, safe
+/// to show. Anything else (digits, long strings) might be a secret.
+fn looks_like_field_name(name: &str) -> bool {
+    (1..=24).contains(&name.len())
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphabetic() || b == b'_' || b == b'$')
 }
 
 fn check_value(node: &Node, kind: &Kind, path: &JsonPath, errors: &mut Errors) -> bool {
@@ -367,7 +386,13 @@ fn check_text(s: &str, rule: &Text, path: &JsonPath, errors: &mut Errors) -> boo
         errors.add(path.clone(), Problem::Invalid { what: rule.what });
         return false;
     }
-    if rule.forbidden.contains(&s) {
+    // Header names: `x_http_method_override` is refused like
+    // `x-http-method-override` (the decision reads both spellings).
+    if rule
+        .forbidden
+        .iter()
+        .any(|f| crate::config::fold_eq(f.as_bytes(), s.as_bytes()))
+    {
         errors.add(path.clone(), Problem::Forbidden);
         return false;
     }

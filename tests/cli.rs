@@ -48,6 +48,10 @@ fn hash_of_an_argument_and_of_stdin_without_its_newline() {
     assert_eq!(stdout(&o), format!("{abc}\n"));
     assert_eq!(stdout(&run(&["hash"], Some(b"abc\n"))), format!("{abc}\n"));
     assert_eq!(stdout(&run(&["hash"], Some(b"abc"))), format!("{abc}\n"));
+    assert_eq!(
+        stdout(&run(&["hash", "-"], Some(b"abc\r\n"))),
+        format!("{abc}\n")
+    );
     // Only one newline goes.
     assert_ne!(
         stdout(&run(&["hash"], Some(b"abc\n\n"))),
@@ -201,6 +205,15 @@ fn check_warns_about_routes_that_can_never_match() {
         "{out}"
     );
     assert!(!out.contains("$.routes[4]"), "{out}");
+    assert!(!out.contains("$.default_auth"), "{out}");
+
+    let o = run(&["check", "-"], Some(br#"{"default_auth":"none","routes":[{"name":"a","prefix":"/admin","auth":"private"}]}"#));
+    assert!(o.status.success());
+    assert!(
+        stdout(&o).contains(r#"warning: $.default_auth is "none""#),
+        "{}",
+        stdout(&o)
+    );
 }
 
 #[test]

@@ -19,9 +19,10 @@ nected-key: keys and configuration for the nected-key-auth gateway filter
 usage:
   nected-key new --id ID [--client NAME] [--not-before RFC3339] [--expires RFC3339]
       print a new random key (256 bits, [A-Za-z0-9_-]) and its keys[] entry
-  nected-key hash [KEY]
-      print the lowercase hex SHA-256 of KEY, or of stdin without its
-      trailing newline (prefer stdin: arguments end up in shell history)
+  nected-key hash [KEY | -]
+      print the lowercase hex SHA-256 of KEY, or of stdin (no KEY, or -)
+      without its trailing newline, \n or \r\n (prefer stdin: arguments
+      end up in shell history)
   nected-key check FILE
       validate a plugin configuration (FILE or - for stdin) with the
       filter's own parser; exit 0 with a summary, or 1 with every error
@@ -44,7 +45,7 @@ fn main() -> ExitCode {
         Some("check") => check(rest),
         Some("schema") => schema(rest),
         Some("-h" | "--help" | "help") => {
-            print!("{USAGE}");
+            out(USAGE);
             Ok(ExitCode::SUCCESS)
         }
         _ => Err(Usage("expected a command".into())),
@@ -128,8 +129,7 @@ fn new_key(args: &[String]) -> Result<ExitCode, Usage> {
         entry += &format!(", \"{name}\": {}", json_string(text));
     }
     entry += "}";
-    println!("{key}");
-    println!("{entry}");
+    out(&format!("{key}\n{entry}\n"));
     eprintln!(
         "nected-key: line 1 is the key: it is shown only now; store it in a secret manager.\n\
          nected-key: line 2 is its entry for the plugin configuration's \"keys\" list."
@@ -139,7 +139,7 @@ fn new_key(args: &[String]) -> Result<ExitCode, Usage> {
 
 fn hash(args: &[String]) -> Result<ExitCode, Usage> {
     let bytes = match args {
-        [] => {
+        [] | [_] if args.first().is_none_or(|a| a == "-") => {
             let mut input = Vec::new();
             if let Err(e) = std::io::stdin().read_to_end(&mut input) {
                 eprintln!("nected-key: reading stdin: {e}");
@@ -156,7 +156,7 @@ fn hash(args: &[String]) -> Result<ExitCode, Usage> {
         [key] => key.as_bytes().to_vec(),
         _ => return Err(Usage("hash: takes at most one KEY".into())),
     };
-    println!("{}", hex(&Sha256::digest(&bytes)));
+    out(&format!("{}\n", hex(&Sha256::digest(&bytes))));
     Ok(ExitCode::SUCCESS)
 }
 
@@ -173,7 +173,7 @@ fn check(args: &[String]) -> Result<ExitCode, Usage> {
         std::fs::read(file).map(|b| bytes = b)
     };
     if let Err(e) = read {
-        println!("{file}: cannot read: {e}");
+        out(&format!("{file}: cannot read: {e}\n"));
         return Ok(ExitCode::FAILURE);
     }
     match config::compile(&bytes) {
@@ -183,13 +183,14 @@ fn check(args: &[String]) -> Result<ExitCode, Usage> {
         }
         Err(errors) => {
             for e in &errors {
-                println!("{file}: error: {e}");
+                out(&format!("{file}: error: {e}\n"));
             }
-            println!(
-                "{file}: invalid: {} error{}",
+            out(&format!(
+                "{file}: invalid: {} error{}
+",
                 errors.len(),
                 if errors.len() == 1 { "" } else { "s" }
-            );
+            ));
             Ok(ExitCode::FAILURE)
         }
     }
@@ -240,6 +241,13 @@ fn print_summary(file: &str, policy: &Policy) {
         };
         out += &format!("  key {} ({}): {state}\n", key.id, policy.client_name(key));
     }
+    if policy.default_auth == Auth::None && policy.routes.iter().any(|r| r.auth == Auth::Private) {
+        out += &format!(
+            "{file}: warning: $.default_auth is \"none\": every request that misses the private routes is public, \
+             including other spellings of their paths (case, a trailing '/' after an exact path, \
+             a suffix such as /admin.); prefer \"private\" and list the public routes\n"
+        );
+    }
     for (later, earlier) in policy.shadowed_routes() {
         let name = |i: usize| policy.routes.get(i).map_or("", |r| &*r.name);
         out += &format!(
@@ -248,15 +256,20 @@ fn print_summary(file: &str, policy: &Policy) {
             name(earlier)
         );
     }
-    let _ = std::io::stdout().write_all(out.as_bytes());
+    self::out(&out);
 }
 
 fn schema(args: &[String]) -> Result<ExitCode, Usage> {
     if !args.is_empty() {
         return Err(Usage("schema: takes no arguments".into()));
     }
-    print!("{}", nected_key_auth::schema::json_schema_text());
+    out(&nected_key_auth::schema::json_schema_text());
     Ok(ExitCode::SUCCESS)
+}
+
+/// Writes to stdout; a closed pipe (`| head`) is not an error worth a panic.
+fn out(text: &str) {
+    let _ = std::io::stdout().lock().write_all(text.as_bytes());
 }
 
 fn json_string(s: &str) -> String {

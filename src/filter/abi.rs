@@ -47,6 +47,7 @@ extern "C" {
     ) -> u32;
     fn proxy_define_metric(kind: u32, name: *const u8, name_size: usize, id: *mut u32) -> u32;
     fn proxy_increment_metric(id: u32, offset: i64) -> u32;
+    fn proxy_close_stream(stream_type: u32) -> u32;
     #[allow(clippy::too_many_arguments)]
     fn proxy_send_local_response(
         status: u32,
@@ -154,10 +155,11 @@ pub fn increment(id: u32) {
     unsafe { proxy_increment_metric(id, 1) };
 }
 
-/// Sends a local reply; `headers` from `wire::serialize_map`.
-pub fn send_local_response(status: u32, headers: &[u8], body: &str) {
+/// Sends a local reply; `headers` from `wire::serialize_map`. Returns
+/// whether the host accepted it.
+pub fn send_local_response(status: u32, headers: &[u8], body: &str) -> bool {
     // SAFETY: pointers and lengths of live slices; no details string.
-    unsafe {
+    let status = unsafe {
         proxy_send_local_response(
             status,
             null(),
@@ -169,4 +171,12 @@ pub fn send_local_response(status: u32, headers: &[u8], body: &str) {
             -1,
         )
     };
+    status == OK
+}
+
+/// Closes the request stream (the fallback when a local reply is refused:
+/// the request must not go on, and must not hang).
+pub fn close_request_stream() {
+    // SAFETY: a plain value (stream type 0: HTTP request).
+    unsafe { proxy_close_stream(0) };
 }

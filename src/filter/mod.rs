@@ -65,7 +65,10 @@ impl State {
     fn reply(&self, reply: Reply) {
         let at = REPLIES.iter().position(|&r| r == reply).unwrap_or(0);
         let headers = self.reply_headers.get(at).map_or(&[][..], |h| &h[..]);
-        abi::send_local_response(reply.status(), headers, reply.body());
+        if !abi::send_local_response(reply.status(), headers, reply.body()) {
+            log::error!("the host refused a local reply; closing the request stream");
+            abi::close_request_stream();
+        }
     }
 }
 
@@ -110,7 +113,9 @@ impl RootContext for Root {
                         "requests get 503 until a valid configuration arrives"
                     }
                 );
-                if self.state.counters.iter().all(Option::is_none) {
+                if self.state.policy.is_none() {
+                    // Never configured: define the counters so that the
+                    // 503s this context now answers are counted.
                     self.state = Rc::new(State::new(None));
                 }
                 false

@@ -179,6 +179,28 @@ fn custom_header_no_strip_no_forward_and_cors_preflight() {
             .header("access-control-request-method", "GET"),
     );
     t.status("preflight after step 1: bad path refused", &r, 400);
+    let r = envoy.send(
+        Req::new("OPTIONS", "/x")
+            .header("origin", "")
+            .header("access-control-request-method", "POST"),
+    );
+    t.status("an empty Origin does not make a preflight", &r, 401);
+    let url = format!("http://127.0.0.1:{}/x", envoy.port());
+    let r = curl(&[
+        "--http2-prior-knowledge",
+        "-X",
+        "options",
+        "-H",
+        "origin: https://a",
+        "-H",
+        "access-control-request-method: GET",
+        &url,
+    ]);
+    t.status(
+        "HTTP/2 `options` (not exactly OPTIONS) is not a preflight",
+        &r,
+        401,
+    );
     let c = envoy.counters();
     t.check(
         "preflight counts as public",

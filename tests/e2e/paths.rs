@@ -34,6 +34,8 @@ const TRICKS: &[(&str, u16)] = &[
     ("/%61%64%6D%69%6E/x", 401),
     ("/a%3ab", 401),
     ("/a%3Ab", 401),
+    // The same resource spelled with the raw reserved character.
+    ("/a:b", 401),
     ("/files/../admin", 400),
     ("/admin/../admin", 400),
     ("/./admin", 400),

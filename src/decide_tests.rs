@@ -2460,6 +2460,7 @@ fn masked_shows_the_last_4_only_for_long_plain_values() {
 fn log_lines() {
     let p = main_policy("");
     let report = main_policy(r#""mode":"report","#);
+    let odd_name = policy(r#"{"routes":[{"name":"a b=c key=x","prefix":"/","auth":"private"}]}"#);
     let at = || Req::get("/api/v1/workflows");
     let cases: Vec<(&str, &Policy, Req, &str)> = vec![
         ("a key that passed is named by its id", &p, at().key(K_CRON),
@@ -2498,6 +2499,8 @@ fn log_lines() {
          "outcome=denied_bad_request reason=path_dot_segment route=(default)"),
         ("report mode is marked", &report, at().key(K_UNKNOWN),
          "outcome=denied_invalid reason=unknown_key route=workflows key=****WXYZ mode=report"),
+        ("a route name that could blur the fields is quoted", &odd_name, at(),
+         "outcome=denied_missing reason=no_key route=\"a b=c key=x\""),
     ];
     let mut failures = Vec::new();
     for (name, policy, req, want) in &cases {

@@ -2,6 +2,8 @@
 //! request read the headers, call `decide`, count, log and apply.
 
 mod abi;
+#[cfg(feature = "test-crash")]
+mod crash;
 
 use crate::config;
 use crate::decide::{decide_without_policy, Decision, Env, Outcome, Reply};
@@ -155,6 +157,8 @@ impl Env for Host {
 
 impl HttpContext for Request {
     fn on_http_request_headers(&mut self, _num_headers: usize, _end_of_stream: bool) -> Action {
+        #[cfg(feature = "test-crash")]
+        crash::check_request();
         let state = &*self.state;
         let Some(policy) = &state.policy else {
             let d = decide_without_policy();

@@ -11,7 +11,7 @@ WASM          := target/wasm32-wasip1/release/nected_key_auth.wasm
 export ENVOY_BIN := $(abspath $(ENVOY))
 export NKA_WASM  := $(abspath $(WASM))
 
-.PHONY: all build run test unit e2e lint fmt toolchain envoy bench instructions clean
+.PHONY: all build run test unit e2e lint fmt toolchain envoy bench instructions soak clean
 
 all: build
 
@@ -62,6 +62,23 @@ bench: build envoy
 
 instructions: build envoy
 	scripts/instructions.sh "$(ENVOY)"
+
+## soak: mixed HTTP/1.1 + h2c load against Envoy with 2 workers for
+## SOAK_SECONDS (warm-up included); not part of `make test`
+SOAK_SECONDS ?= 180
+SOAK_WARMUP  ?= 30
+H2_VERSION   := 4.3.0
+PY_TOOLS     := $(TOOLS)/py
+PY_DEPS      := $(PY_TOOLS)/.h2-$(H2_VERSION)
+
+soak: build envoy $(PY_DEPS)
+	PYTHONPATH="$(abspath $(PY_TOOLS))$${PYTHONPATH:+:$$PYTHONPATH}" \
+	  SOAK_SECONDS=$(SOAK_SECONDS) SOAK_WARMUP=$(SOAK_WARMUP) scripts/soak.sh "$(ENVOY)"
+
+$(PY_DEPS):
+	$(PIP) install --disable-pip-version-check --quiet --no-deps --upgrade --target $(PY_TOOLS) \
+	  h2==$(H2_VERSION) hpack==4.2.0 hyperframe==6.1.0
+	@touch $@
 
 clean:
 	cargo clean

@@ -10,8 +10,11 @@ WASM          := target/wasm32-wasip1/release/nected_key_auth.wasm
 
 export ENVOY_BIN := $(abspath $(ENVOY))
 export NKA_WASM  := $(abspath $(WASM))
+# Test-only build that panics on a trigger header (tests/e2e/failure.rs).
+CRASH_WASM    := target/crash/wasm32-wasip1/release/nected_key_auth.wasm
+export NKA_CRASH_WASM := $(abspath $(CRASH_WASM))
 
-.PHONY: all build run test unit e2e lint fmt toolchain envoy bench instructions soak clean
+.PHONY: all build crash-build run test unit e2e lint fmt toolchain envoy bench instructions soak clean
 
 all: build
 
@@ -20,24 +23,30 @@ build: toolchain
 	cargo build --lib --release --target wasm32-wasip1
 	@ls -l $(WASM) | awk '{print "built $(WASM) (" $$5 " bytes)"}'
 
+## crash-build: the test-only filter (feature test-crash) in its own target
+## folder, for the failure_policy test; never the release artifact
+crash-build: toolchain
+	cargo build --lib --release --target wasm32-wasip1 --features test-crash --target-dir target/crash
+
 ## run: Envoy on 127.0.0.1:10000 with the filter and an echo upstream
 run: build envoy
 	scripts/run.sh "$(ENVOY)"
 
 ## test: lint, unit tests, end-to-end tests through a real Envoy
-test: build envoy lint
+test: build crash-build envoy lint
 	cargo test --all-targets
 
 unit: toolchain
 	cargo test --lib --bins
 
-e2e: build envoy
+e2e: build crash-build envoy
 	cargo test --test e2e
 
 lint: toolchain
 	cargo fmt --check
 	cargo clippy --all-targets -- -D warnings
 	cargo clippy --target wasm32-wasip1 --lib -- -D warnings
+	cargo clippy --target wasm32-wasip1 --lib --features test-crash -- -D warnings
 
 fmt:
 	cargo fmt

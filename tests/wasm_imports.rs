@@ -130,3 +130,40 @@ fn filter_imports_only_portable_host_functions() {
         assert!(ok, "{module}.{field} is not provided by every target host");
     }
 }
+
+/// The test-only crash hook (cargo feature `test-crash`,
+/// src/filter/crash.rs) is never in the release artifact: its trigger
+/// header name is nowhere in the module. The test-crash build, when present
+/// (`make test` builds it for tests/e2e/failure.rs), shows that the check
+/// would see it.
+#[test]
+fn release_filter_has_no_test_crash_hook() {
+    const TRIGGER: &[u8] = b"x-nka-test-crash";
+    let contains = |wasm: &[u8]| wasm.windows(TRIGGER.len()).any(|w| w == TRIGGER);
+    let release = std::env::var_os("NKA_WASM")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| {
+            PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+                .join("target/wasm32-wasip1/release/nected_key_auth.wasm")
+        });
+    let wasm = std::fs::read(&release).unwrap_or_else(|e| {
+        panic!(
+            "{}: {e}; run `make test`, which builds the filter first",
+            release.display()
+        )
+    });
+    assert!(
+        !contains(&wasm),
+        "{} holds the test-crash hook",
+        release.display()
+    );
+    let crash = std::env::var_os("NKA_CRASH_WASM")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| {
+            PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+                .join("target/crash/wasm32-wasip1/release/nected_key_auth.wasm")
+        });
+    if let Ok(wasm) = std::fs::read(&crash) {
+        assert!(contains(&wasm), "{} lacks the hook", crash.display());
+    }
+}

@@ -59,6 +59,17 @@ fn invalid_configurations_are_rejected_whole_with_json_paths() {
         "refused",
     );
 
+    // Each broken config alone (also the start-up cases of issue 4): Envoy
+    // exits instead of serving (no request is ever answered, let alone let
+    // through), the log names the JSON path, and never echoes the config or
+    // a digest from it.
+    let unknown = format!(r#"{{"keys": [{{"id": "k", "sha256": "{digest}", "owner": "ops"}}]}}"#);
+    let bad_digest = format!(
+        r#"{{"keys": [{{"id": "k", "sha256": "{digest}"}}, {{"id": "j", "sha256": "{}"}}]}}"#,
+        &digest[..63]
+    );
+    // Not JSON, but with a digest in it: the parse error must not quote it.
+    let not_json = format!(r#"keys: [ {{ id: k, sha256: {digest} }} ]"#);
     for (name, config, error) in [
         (
             "config-empty",
@@ -67,7 +78,7 @@ fn invalid_configurations_are_rejected_whole_with_json_paths() {
         ),
         (
             "config-not-json",
-            "routes: []",
+            not_json.as_str(),
             "invalid configuration: $: not valid JSON",
         ),
         (
@@ -80,9 +91,39 @@ fn invalid_configurations_are_rejected_whole_with_json_paths() {
             r#"{"mode":"report","mode":"enforce"}"#,
             "invalid configuration: $.mode: field given more than once",
         ),
+        (
+            "config-unknown-field",
+            unknown.as_str(),
+            "invalid configuration: $.keys[0].owner: unknown field",
+        ),
+        (
+            "config-bad-digest",
+            bad_digest.as_str(),
+            "invalid configuration: $.keys[1].sha256: must be 64 hex digits",
+        ),
     ] {
         let log = refused(name, config);
         t.check(name, log.contains(error), error);
+        t.check(
+            &format!("{name}: one summary line"),
+            log.contains("configuration rejected (1 error)"),
+            "summary",
+        );
+        t.check(
+            &format!("{name}: Envoy refused to start"),
+            log.contains("Unable to create Wasm"),
+            "refused",
+        );
+        t.check(
+            &format!("{name}: no digest in the log"),
+            !log.contains(&digest[..16]),
+            "digest",
+        );
+        t.check(
+            &format!("{name}: the config is not echoed"),
+            !log.contains("\"keys\"") && !log.contains("\"ops\"") && !log.contains("keys: ["),
+            "config text",
+        );
     }
     t.finish();
 }

@@ -6,11 +6,11 @@ use crate::harness::*;
 
 const OLD: &str = "e2e_ecds_old_key_0123456789abcdef";
 const NEW: &str = "e2e_ecds_new_key_0123456789abcdef";
-const RELOADS: &str = "extension_config_discovery.http_filter.nected_key_auth.config_reload";
-const FAILS: &str = "extension_config_discovery.http_filter.nected_key_auth.config_fail";
+pub const RELOADS: &str = "extension_config_discovery.http_filter.nected_key_auth.config_reload";
+pub const FAILS: &str = "extension_config_discovery.http_filter.nected_key_auth.config_fail";
 
 /// The shipped ECDS resource with another plugin configuration.
-fn resource(template: &str, plugin_config: &str) -> String {
+pub fn resource(template: &str, plugin_config: &str) -> String {
     let start = template.find("        value: |\n").unwrap() + "        value: |\n".len();
     format!("{}{}", &template[..start], indent(plugin_config, 12))
 }
@@ -29,14 +29,15 @@ fn keys(entries: &[(&str, &str, bool)]) -> String {
 }
 
 /// Replaces the watched file the way the README says: write, then rename.
-fn publish(dir: &std::path::Path, content: &str) {
+pub fn publish(dir: &std::path::Path, content: &str) {
     let tmp = dir.join("config/.nected-key-auth.yaml.tmp");
     std::fs::write(&tmp, content).unwrap();
     std::fs::rename(&tmp, dir.join("config/nected-key-auth.yaml")).unwrap();
 }
 
-#[test]
-fn ecds_updates_keys_without_restart_and_refuses_a_bad_update() {
+/// The shipped ECDS resource (deploy/envoy-ecds/config), pointing at the
+/// built filter; `resource` puts a plugin configuration into it.
+pub fn template() -> String {
     let template = read("deploy/envoy-ecds/config/nected-key-auth.yaml").replace(
         "target/wasm32-wasip1/release/nected_key_auth.wasm",
         &wasm_file().display().to_string(),
@@ -45,15 +46,27 @@ fn ecds_updates_keys_without_restart_and_refuses_a_bad_update() {
         template.contains("failure_policy: FAIL_RELOAD"),
         "the shipped ECDS resource fails closed"
     );
+    template
+}
+
+/// The shipped ECDS deployment (deploy/envoy-ecds) with this plugin
+/// configuration as its first ECDS resource; `publish` updates it.
+pub fn setup(plugin_config: &str) -> Setup {
     let bootstrap = shipped_bootstrap("deploy/envoy-ecds/envoy.yaml")
         .replace("deploy/envoy-ecds/config", "{{DIR}}/config");
     let mut setup = Setup::new("");
     setup.bootstrap = Some(bootstrap);
     setup.files = vec![(
         "config/nected-key-auth.yaml".into(),
-        resource(&template, &keys(&[("old", OLD, false)])),
+        resource(&template(), plugin_config),
     )];
-    let envoy = Envoy::start("ecds", setup);
+    setup
+}
+
+#[test]
+fn ecds_updates_keys_without_restart_and_refuses_a_bad_update() {
+    let template = template();
+    let envoy = Envoy::start("ecds", setup(&keys(&[("old", OLD, false)])));
     let mut t = Cases::default();
     t.check(
         "initial config delivered",

@@ -5,7 +5,9 @@
 use crate::host::{self, HostPattern};
 use crate::json::Node;
 use crate::path;
-use crate::policy::{prefix64, Auth, ClientId, DigestEntry, Key, Mode, PathMatch, Policy, Route};
+use crate::policy::{
+    prefix64, Auth, ClientId, DigestEntry, Key, Mode, PathMatch, Policy, Route, RouteIndex,
+};
 use crate::shape::{
     check_object, ConfigError, Errors, Field, JsonPath, Kind, Members, Object, Problem, Text,
 };
@@ -406,6 +408,7 @@ fn compile_node(node: &Node, bytes: &[u8], errors: &mut Errors) -> Option<Policy
         header: header.into(),
         www_authenticate: format!("ApiKey header=\"{header}\"").into(),
         default_auth: auth(top.text("default_auth")),
+        route_index: RouteIndex::new(&routes),
         routes: routes.into(),
         keys: keys.into(),
         clients: clients.into(),
@@ -442,8 +445,11 @@ fn compile_keys(top: &Members, root: &JsonPath, errors: &mut Errors) -> Compiled
     let mut keys = Vec::new();
     let mut clients: Vec<Box<str>> = Vec::new();
     let mut by_digest: Vec<DigestEntry> = Vec::new();
-    let mut ids: HashMap<&str, JsonPath> = HashMap::new();
-    let mut digests: HashMap<[u8; 32], JsonPath> = HashMap::new();
+    let mut ids: HashMap<&str, usize> = HashMap::new();
+    let mut digests: HashMap<[u8; 32], usize> = HashMap::new();
+    let mut client_ids: HashMap<&str, usize> = HashMap::new();
+    let base = &base;
+    let field_of = |name: &'static str| move |i: usize| base.index(i).field(name);
     for (i, item) in top.list("keys").iter().enumerate() {
         let at = base.index(i);
         let Some(m) = check_object(item, &KEY, &at, errors) else {
@@ -453,12 +459,12 @@ fn compile_keys(top: &Members, root: &JsonPath, errors: &mut Errors) -> Compiled
         // another error.
         let id = m.text("id");
         if let Some(id) = id {
-            first_use(&mut ids, id, at.field("id"), errors);
+            first_use(&mut ids, id, i, field_of("id"), errors);
         }
         let digest = m
             .text("sha256")
             .and_then(unhex32)
-            .filter(|&d| first_use(&mut digests, d, at.field("sha256"), errors));
+            .filter(|&d| first_use(&mut digests, d, i, field_of("sha256"), errors));
         let not_before = m.text("not_before").and_then(parse_instant);
         let expires = m.text("expires").and_then(parse_instant);
         if let (Some(nb), Some(ex)) = (not_before, expires) {
@@ -474,13 +480,10 @@ fn compile_keys(top: &Members, root: &JsonPath, errors: &mut Errors) -> Compiled
         let Some(client_name) = m.text("client").or(id) else {
             continue;
         };
-        let client = match clients.iter().position(|c| **c == *client_name) {
-            Some(c) => c,
-            None => {
-                clients.push(client_name.into());
-                clients.len() - 1
-            }
-        };
+        let client = *client_ids.entry(client_name).or_insert_with(|| {
+            clients.push(client_name.into());
+            clients.len() - 1
+        });
         let (Some(id), Some(digest)) = (id, digest) else {
             continue;
         };
@@ -493,7 +496,8 @@ fn compile_keys(top: &Members, root: &JsonPath, errors: &mut Errors) -> Compiled
             expires,
         });
     }
-    by_digest.sort_unstable_by_key(|&(_, digest, _)| digest);
+    // By digest; the 8-byte prefix (its first bytes) settles most comparisons.
+    by_digest.sort_unstable_by(|a, b| a.0.cmp(&b.0).then_with(|| a.1.cmp(&b.1)));
     (keys, clients, by_digest)
 }
 
@@ -505,14 +509,14 @@ fn compile_routes(
 ) -> Vec<Route> {
     let base = root.field("routes");
     let mut routes = Vec::new();
-    let mut names: HashMap<&str, JsonPath> = HashMap::new();
+    let mut names: HashMap<&str, usize> = HashMap::new();
     for (i, item) in top.list("routes").iter().enumerate() {
         let at = base.index(i);
         let Some(m) = check_object(item, &ROUTE, &at, errors) else {
             continue;
         };
         if let Some(name) = m.text("name") {
-            first_use(&mut names, name, at.field("name"), errors);
+            first_use(&mut names, name, i, |i| base.index(i).field("name"), errors);
         }
         let matcher = match (has_member(item, "path"), has_member(item, "prefix")) {
             (true, true) => {
@@ -559,7 +563,7 @@ fn compile_routes(
             }
             for (j, c) in m.list("allow_clients").iter().enumerate() {
                 let Node::String(c) = c else { continue };
-                match clients.get(c.as_str()) {
+                match clients.get(&**c) {
                     Some(&id) if !allow.contains(&id) => allow.push(id),
                     Some(_) => {}
                     None => errors.add(
@@ -592,22 +596,24 @@ fn compile_routes(
     routes
 }
 
-/// Records where a unique value is first used; on a repeat, reports it as a
-/// duplicate of that place and returns false.
+/// Records where a unique value is first used (the index of its list item);
+/// on a repeat, reports it as a duplicate of that place and returns false.
+/// Paths are only built for an error.
 fn first_use<K: std::hash::Hash + Eq>(
-    seen: &mut HashMap<K, JsonPath>,
+    seen: &mut HashMap<K, usize>,
     value: K,
-    at: JsonPath,
+    i: usize,
+    path: impl Fn(usize) -> JsonPath,
     errors: &mut Errors,
 ) -> bool {
     match seen.entry(value) {
         std::collections::hash_map::Entry::Occupied(first) => {
-            let first = first.get().clone();
-            errors.add(at, Problem::Duplicate { first });
+            let first = path(*first.get());
+            errors.add(path(i), Problem::Duplicate { first });
             false
         }
         std::collections::hash_map::Entry::Vacant(slot) => {
-            slot.insert(at);
+            slot.insert(i);
             true
         }
     }
@@ -617,9 +623,9 @@ fn has_member(node: &Node, name: &str) -> bool {
     matches!(node, Node::Object(members) if members.iter().any(|(n, _)| n == name))
 }
 
-fn strings(items: &[Node]) -> impl Iterator<Item = &str> {
+fn strings<'a>(items: &'a [Node<'a>]) -> impl Iterator<Item = &'a str> {
     items.iter().filter_map(|n| match n {
-        Node::String(s) => Some(s.as_str()),
+        Node::String(s) => Some(&**s),
         _ => None,
     })
 }

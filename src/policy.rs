@@ -2,6 +2,8 @@
 
 use crate::host::HostPattern;
 use sha2::{Digest, Sha256};
+use std::collections::HashMap;
+use std::hash::{BuildHasher, Hasher};
 use subtle::ConstantTimeEq;
 
 /// Index into [`Policy::clients`].
@@ -76,6 +78,12 @@ impl Route {
             && (self.hosts.is_empty() || self.hosts.iter().any(|h| h.matches(host)))
     }
 
+    /// Methods and hosts only (the path was matched by the index).
+    fn matches_method_host(&self, method: &[u8], host: &[u8]) -> bool {
+        (self.methods.is_empty() || self.methods.iter().any(|m| method.eq_ignore_ascii_case(m)))
+            && (self.hosts.is_empty() || self.hosts.iter().any(|h| h.matches(host)))
+    }
+
     pub fn allows(&self, client: ClientId) -> bool {
         self.allow_clients
             .as_ref()
@@ -124,6 +132,115 @@ impl Key {
     }
 }
 
+/// Route lookup that does not grow with the route table: the routes of the
+/// exact path and of each prefix of it are found in hash tables, then the
+/// earliest whose methods and hosts match wins. Equivalent to trying the
+/// routes in order.
+#[derive(Debug, Clone, Default)]
+pub struct RouteIndex {
+    /// Path → route indices, ascending.
+    exact: HashMap<Box<[u8]>, Box<[u32]>, PathHash>,
+    /// Prefix → route indices, ascending.
+    prefix: HashMap<Box<[u8]>, Box<[u32]>, PathHash>,
+    /// `prefix: "/"` routes.
+    everything: Box<[u32]>,
+    /// `prefix_lengths[n]`: some prefix is `n` bytes long. Leading parts of
+    /// a path of other lengths are never looked up, and the work per request
+    /// is bounded by the longest prefix, whatever the path's length.
+    prefix_lengths: Box<[bool]>,
+}
+
+impl RouteIndex {
+    pub fn new(routes: &[Route]) -> RouteIndex {
+        let mut index = RouteIndex::default();
+        let mut exact: HashMap<Box<[u8]>, Vec<u32>, PathHash> = HashMap::default();
+        let mut prefix: HashMap<Box<[u8]>, Vec<u32>, PathHash> = HashMap::default();
+        let mut everything = Vec::new();
+        for (i, route) in routes.iter().enumerate() {
+            let i = i as u32;
+            match &route.matcher {
+                PathMatch::Exact(p) => exact.entry(p.clone()).or_default().push(i),
+                PathMatch::Prefix(p) => prefix.entry(p.clone()).or_default().push(i),
+                PathMatch::Everything => everything.push(i),
+            }
+        }
+        let longest = prefix.keys().map(|p| p.len()).max().unwrap_or(0);
+        let mut lengths = vec![false; longest + 1];
+        for p in prefix.keys() {
+            if let Some(slot) = lengths.get_mut(p.len()) {
+                *slot = true;
+            }
+        }
+        index.exact = exact.into_iter().map(|(k, v)| (k, v.into())).collect();
+        index.prefix = prefix.into_iter().map(|(k, v)| (k, v.into())).collect();
+        index.everything = everything.into();
+        index.prefix_lengths = lengths.into();
+        index
+    }
+
+    /// The index of the first route that matches, as a scan in order would
+    /// find it.
+    pub fn find(&self, routes: &[Route], path: &[u8], method: &[u8], host: &[u8]) -> Option<usize> {
+        let first = |ids: &[u32]| {
+            ids.iter().copied().find(|&i| {
+                routes
+                    .get(i as usize)
+                    .is_some_and(|r| r.matches_method_host(method, host))
+            })
+        };
+        let mut best = first(&self.everything);
+        let mut consider = |ids: Option<&Box<[u32]>>| {
+            if let Some(i) = ids.and_then(|ids| first(ids)) {
+                best = Some(best.map_or(i, |b| b.min(i)));
+            }
+        };
+        if !self.exact.is_empty() {
+            consider(self.exact.get(path));
+        }
+        if !self.prefix.is_empty() {
+            let has_length = |n: usize| self.prefix_lengths.get(n).copied().unwrap_or(false);
+            // Every leading part that ends before a `/`, then the whole path.
+            let limit = path.len().min(self.prefix_lengths.len());
+            for (at, &b) in path.iter().enumerate().take(limit).skip(1) {
+                if b == b'/' && has_length(at) {
+                    consider(self.prefix.get(path.get(..at).unwrap_or_default()));
+                }
+            }
+            if has_length(path.len()) {
+                consider(self.prefix.get(path));
+            }
+        }
+        best.map(|i| i as usize)
+    }
+}
+
+/// FNV-1a over the route paths. Not keyed: the table's keys come from the
+/// configuration, so a request cannot lengthen a bucket; it only picks one.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct PathHash;
+
+impl BuildHasher for PathHash {
+    type Hasher = Fnv;
+
+    fn build_hasher(&self) -> Fnv {
+        Fnv(0xcbf2_9ce4_8422_2325)
+    }
+}
+
+pub struct Fnv(u64);
+
+impl Hasher for Fnv {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.0 = (self.0 ^ u64::from(b)).wrapping_mul(0x0000_0100_0000_01b3);
+        }
+    }
+}
+
 /// The compiled configuration.
 #[derive(Debug, Clone)]
 pub struct Policy {
@@ -133,6 +250,7 @@ pub struct Policy {
     pub www_authenticate: Box<str>,
     pub default_auth: Auth,
     pub routes: Box<[Route]>,
+    pub route_index: RouteIndex,
     pub keys: Box<[Key]>,
     pub clients: Box<[Box<str>]>,
     /// `(first 8 digest bytes, digest, index into keys)`, sorted by digest.
@@ -280,6 +398,61 @@ mod tests {
             "ab".repeat(32)
         );
         compile(config.as_bytes()).unwrap().shadowed_routes()
+    }
+
+    /// The index finds what trying every route in order finds.
+    #[test]
+    fn route_index_equals_first_match_in_order() {
+        let routes = r#"[
+            {"name": "a", "path": "/api/v1/rules", "methods": ["POST"], "auth": "private"},
+            {"name": "b", "prefix": "/api", "hosts": ["*.example.com"], "auth": "none"},
+            {"name": "c", "prefix": "/api/v1", "auth": "private"},
+            {"name": "d", "prefix": "/api/v1/rules", "methods": ["GET"], "auth": "none"},
+            {"name": "e", "path": "/api/v1/rules", "auth": "none"},
+            {"name": "f", "prefix": "/", "hosts": ["only.test"], "auth": "none"},
+            {"name": "g", "prefix": "/docs", "auth": "none"},
+            {"name": "h", "prefix": "/api/v1", "methods": ["DELETE"], "auth": "none"},
+            {"name": "i", "path": "/", "auth": "none"},
+            {"name": "j", "prefix": "/a%3Ab", "auth": "private"}
+        ]"#;
+        let config = format!(
+            r#"{{"routes": {routes}, "keys": [{{"id": "c", "sha256": "{}"}}]}}"#,
+            "ab".repeat(32)
+        );
+        let policy = compile(config.as_bytes()).unwrap();
+        let paths = [
+            "/",
+            "/api",
+            "/api/",
+            "/apix",
+            "/api/v1",
+            "/api/v1/",
+            "/api/v1/rules",
+            "/api/v1/rules/x",
+            "/api/v1/rulesx",
+            "/api/v2",
+            "/docs",
+            "/docs/a/b",
+            "/docsx",
+            "/a:b",
+            "/a:b/c",
+            "/x/y/z",
+            "/api/v1/rules/a/b/c/d/e/f/g",
+        ];
+        let mut checked = 0;
+        for path in paths {
+            let path = crate::path::match_key(path.as_bytes());
+            for method in ["GET", "HEAD", "POST", "DELETE", "get"] {
+                for host in ["api.example.com", "example.com", "only.test", "other"] {
+                    let (m, h) = (method.as_bytes(), host.as_bytes());
+                    let linear = policy.routes.iter().position(|r| r.matches(&path, m, h));
+                    let indexed = policy.route_index.find(&policy.routes, &path, m, h);
+                    assert_eq!(indexed, linear, "{path:?} {method} {host}");
+                    checked += usize::from(linear.is_some());
+                }
+            }
+        }
+        assert!(checked > 100, "the table exercises matches ({checked})");
     }
 
     #[test]

@@ -306,7 +306,10 @@ impl Policy {
 
         // 3. Route.
         let path = path::match_key(&canonical);
-        let route = self.routes.iter().find(|r| r.matches(&path, method, host));
+        let route = self
+            .route_index
+            .find(&self.routes, &path, method, host)
+            .and_then(|i| self.routes.get(i));
         d.route = route;
         if route.map_or(self.default_auth, |r| r.auth) == Auth::None {
             // 4. Public.
@@ -471,32 +474,65 @@ pub struct LogLine<'d, 'p, 'r>(&'d Decision<'p, 'r>);
 
 impl fmt::Display for LogLine<'_, '_, '_> {
     fn fmt(&self, f: &mut fmt::Formatter) -> fmt::Result {
-        let d = self.0;
-        write!(
-            f,
-            "outcome={} reason={} route=",
-            d.outcome.as_str(),
-            d.reason.as_str()
-        )?;
-        // Route names are free text: quote one that could blur the fields.
-        let name = d.route_name();
+        let mut line = Vec::new();
+        self.0.write_log_line(&mut line);
+        f.write_str(&String::from_utf8_lossy(&line))
+    }
+}
+
+impl Decision<'_, '_> {
+    /// Appends the log line to `out`. Per request, so built by hand rather
+    /// than through `core::fmt` (a third of the cost, under callgrind).
+    pub fn write_log_line(&self, out: &mut Vec<u8>) {
+        out.extend_from_slice(b"outcome=");
+        out.extend_from_slice(self.outcome.as_str().as_bytes());
+        out.extend_from_slice(b" reason=");
+        out.extend_from_slice(self.reason.as_str().as_bytes());
+        self.write_route(out);
+        if let Some(key) = self.key {
+            out.extend_from_slice(b" key_id=");
+            out.extend_from_slice(key.id.as_bytes());
+            out.extend_from_slice(b" client=");
+            out.extend_from_slice(self.client.unwrap_or("").as_bytes());
+        } else if let Some(value) = self.presented {
+            out.extend_from_slice(b" key=");
+            write_masked(value, out);
+        }
+        if self.mode == Mode::Report {
+            out.extend_from_slice(b" mode=report");
+        }
+    }
+}
+
+impl Decision<'_, '_> {
+    /// ` route=<name>`; route names are free text, so one that could blur
+    /// the fields is quoted.
+    fn write_route(&self, out: &mut Vec<u8>) {
+        out.extend_from_slice(b" route=");
+        let name = self.route_name();
         let plain = name
             .bytes()
             .all(|b| b.is_ascii_alphanumeric() || b"._-()/:".contains(&b));
         if plain {
-            f.write_str(name)?;
+            out.extend_from_slice(name.as_bytes());
         } else {
-            write!(f, "{name:?}")?;
+            out.extend_from_slice(format!("{name:?}").as_bytes());
         }
-        if let Some(key) = d.key {
-            write!(f, " key_id={} client={}", key.id, d.client.unwrap_or(""))?;
-        } else if let Some(value) = d.presented {
-            write!(f, " key={}", Masked(value))?;
+    }
+
+    /// Appends the value exposed to access logs (Envoy filter state
+    /// `wasm.nected_key_auth`): `outcome=<outcome> route=<route>`, plus
+    /// ` key_id=<id>` when the presented key is one of the configured keys.
+    /// One property, not three: each costs the host about 4,000
+    /// instructions per request.
+    pub fn write_filter_state(&self, out: &mut Vec<u8>) {
+        out.extend_from_slice(b"outcome=");
+        out.extend_from_slice(self.outcome.as_str().as_bytes());
+        self.write_route(out);
+        if let Some(key) = self.key {
+            out.extend_from_slice(b" key_id=");
+            out.extend_from_slice(key.id.as_bytes());
         }
-        if d.mode == Mode::Report {
-            f.write_str(" mode=report")?;
-        }
-        Ok(())
     }
 }
 
@@ -507,21 +543,23 @@ pub struct Masked<'a>(pub &'a [u8]);
 
 impl fmt::Display for Masked<'_> {
     fn fmt(&self, f: &mut fmt::Formatter) -> fmt::Result {
-        f.write_str("****")?;
-        let v = self.0;
-        if v.len() >= 16 {
-            if let Some(tail) = v.get(v.len() - 4..) {
-                if tail
-                    .iter()
-                    .all(|&b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
-                {
-                    for &b in tail {
-                        write!(f, "{}", char::from(b))?;
-                    }
-                }
+        let mut masked = Vec::new();
+        write_masked(self.0, &mut masked);
+        f.write_str(&String::from_utf8_lossy(&masked))
+    }
+}
+
+fn write_masked(v: &[u8], out: &mut Vec<u8>) {
+    out.extend_from_slice(b"****");
+    if v.len() >= 16 {
+        if let Some(tail) = v.get(v.len() - 4..) {
+            if tail
+                .iter()
+                .all(|&b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+            {
+                out.extend_from_slice(tail);
             }
         }
-        Ok(())
     }
 }
 

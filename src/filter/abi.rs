@@ -33,6 +33,13 @@ extern "C" {
         value: *const u8,
         value_size: usize,
     ) -> u32;
+    fn proxy_add_header_map_value(
+        map: u32,
+        key: *const u8,
+        key_size: usize,
+        value: *const u8,
+        value_size: usize,
+    ) -> u32;
     fn proxy_get_property(
         path: *const u8,
         path_size: usize,
@@ -76,7 +83,12 @@ fn owned(status: u32, data: *mut u8, size: usize) -> Option<Vec<u8>> {
 }
 
 pub fn log(level: u32, message: &str) {
-    // SAFETY: pointer and length of a live string.
+    log_bytes(level, message.as_bytes());
+}
+
+/// A log line that is UTF-8 by construction (see `Decision::write_log_line`).
+pub fn log_bytes(level: u32, message: &[u8]) {
+    // SAFETY: pointer and length of a live slice.
     unsafe { proxy_log(level, message.as_ptr(), message.len()) };
 }
 
@@ -120,6 +132,21 @@ pub fn replace_request_header(name: &str, value: &str) {
     // SAFETY: pointers and lengths of live strings.
     unsafe {
         proxy_replace_header_map_value(
+            MAP_REQUEST_HEADERS,
+            name.as_ptr(),
+            name.len(),
+            value.as_ptr(),
+            value.len(),
+        )
+    };
+}
+
+/// Adds a header the request does not have (cheaper than a replace, which
+/// first looks for it).
+pub fn add_request_header(name: &str, value: &str) {
+    // SAFETY: pointers and lengths of live strings.
+    unsafe {
+        proxy_add_header_map_value(
             MAP_REQUEST_HEADERS,
             name.as_ptr(),
             name.len(),

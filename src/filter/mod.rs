@@ -11,6 +11,7 @@ use crate::policy::Policy;
 use crate::wire;
 use proxy_wasm::traits::{Context, HttpContext, RootContext};
 use proxy_wasm::types::{Action, ContextType};
+use std::cell::RefCell;
 use std::rc::Rc;
 
 proxy_wasm::main! {{
@@ -26,7 +27,12 @@ struct State {
     counters: [Option<u32>; Outcome::ALL.len()],
     /// Serialized reply headers, in `REPLIES` order.
     reply_headers: Vec<Vec<u8>>,
+    /// The per-request filter state value and log line, reused.
+    buf: RefCell<Vec<u8>>,
 }
+
+/// proxy-wasm's `debug` log level.
+const LEVEL_DEBUG: u32 = 1;
 
 const REPLIES: [Reply; 5] = [
     Reply::Unauthorized,
@@ -55,6 +61,7 @@ impl State {
             policy,
             counters,
             reply_headers,
+            buf: RefCell::new(Vec::with_capacity(160)),
         }
     }
 
@@ -83,12 +90,15 @@ impl Context for Root {}
 
 impl RootContext for Root {
     fn on_configure(&mut self, _size: usize) -> bool {
+        let started = abi::now();
         let bytes = abi::plugin_configuration().unwrap_or_default();
         match config::compile(&bytes) {
             Ok(policy) => {
-                let s = policy.summary(abi::now().unwrap_or(0));
+                let now = abi::now();
+                let s = policy.summary(now.unwrap_or(0));
+                let micros = now.zip(started).map_or(0, |(b, a)| (b - a).max(0) / 1000);
                 log::info!(
-                    "configured mode={} routes={} keys={} clients={} revoked={} expired={} expiring_7d={} config={}",
+                    "configured mode={} routes={} keys={} clients={} revoked={} expired={} expiring_7d={} config={} in {}.{:03} ms",
                     policy.mode.as_str(),
                     s.routes,
                     s.keys,
@@ -96,7 +106,9 @@ impl RootContext for Root {
                     s.revoked,
                     s.expired,
                     s.expiring_7d,
-                    policy.fingerprint
+                    policy.fingerprint,
+                    micros / 1000,
+                    micros % 1000
                 );
                 self.state = Rc::new(State::new(Some(policy)));
                 true
@@ -112,7 +124,8 @@ impl RootContext for Root {
                     if self.state.policy.is_some() {
                         "keeping the previous configuration"
                     } else {
-                        "requests get 503 until a valid configuration arrives"
+                        "the host keeps its previous configuration or does not start; \
+                         a host that runs this instance anyway gets 503 for every request"
                     }
                 );
                 if self.state.policy.is_none() {
@@ -178,7 +191,13 @@ impl HttpContext for Request {
             abi::remove_request_header(name);
         }
         if let Some((name, client)) = d.set_client {
-            abi::replace_request_header(name, client);
+            // The scan saw every header line: when none has this name, an
+            // add does what a replace would, for less.
+            if req.client_header {
+                abi::replace_request_header(name, client);
+            } else {
+                abi::add_request_header(name, client);
+            }
         }
         Action::Continue
     }
@@ -187,11 +206,16 @@ impl HttpContext for Request {
 /// Counts, logs and exposes (as filter state) the outcome of a request.
 fn record(state: &State, d: &Decision) {
     state.count(d.outcome);
-    log::debug!("{}", d.log_line());
-    abi::set_property("nected_key_auth.outcome", d.outcome.as_str().as_bytes());
-    abi::set_property("nected_key_auth.route", d.route_name().as_bytes());
-    if let Some(key) = d.key {
-        abi::set_property("nected_key_auth.key_id", key.id.as_bytes());
+    let Ok(mut buf) = state.buf.try_borrow_mut() else {
+        return;
+    };
+    buf.clear();
+    d.write_filter_state(&mut buf);
+    abi::set_property("nected_key_auth", &buf);
+    if log::log_enabled!(log::Level::Debug) {
+        buf.clear();
+        d.write_log_line(&mut buf);
+        abi::log_bytes(LEVEL_DEBUG, &buf);
     }
 }
 

@@ -569,26 +569,34 @@ fn contract_example_over_http1_http2_and_grpc() {
     t.check("no panic in the log", !log.contains("panic"), "panic");
 
     let entries = envoy.wait_access_log(total as usize);
-    let find = |outcome: &str, route: &str, key: &str| {
-        entries
-            .iter()
-            .any(|e| e["outcome"] == outcome && e["route"] == route && e["key_id"] == key)
-    };
+    let find = |state: &str| entries.iter().any(|e| e["nected_key_auth"] == state);
     t.check(
         "access log: outcome, route and key id of an allowed request",
-        find("allowed", "workflows", "cron"),
+        find("outcome=allowed route=workflows key_id=cron"),
         entries.len(),
     );
     t.check(
         "access log: forbidden request",
-        find("denied_forbidden", "rules", "cron"),
+        find("outcome=denied_forbidden route=rules key_id=cron"),
         entries.len(),
     );
     t.check(
-        "access log: default route",
-        entries
-            .iter()
-            .any(|e| e["outcome"] == "denied_missing" && e["route"] == "(default)"),
+        "access log: default route, no key",
+        find("outcome=denied_missing route=(default)"),
+        entries.len(),
+    );
+    t.check(
+        "access log: public route",
+        find("outcome=public route=health"),
+        entries.len(),
+    );
+    t.check(
+        "access log: every request has the filter state",
+        entries.iter().all(|e| {
+            e["nected_key_auth"]
+                .as_str()
+                .is_some_and(|s| s.starts_with("outcome="))
+        }),
         entries.len(),
     );
     t.finish();

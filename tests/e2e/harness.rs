@@ -228,9 +228,7 @@ fn hcm(name: &str, options: &str, plugin_config: &str, wasm: &Path, dir: &Path) 
                   listener: {name}
                   status: "%RESPONSE_CODE%"
                   path: "%REQ(:PATH)%"
-                  outcome: "%FILTER_STATE(wasm.nected_key_auth.outcome:PLAIN)%"
-                  route: "%FILTER_STATE(wasm.nected_key_auth.route:PLAIN)%"
-                  key_id: "%FILTER_STATE(wasm.nected_key_auth.key_id:PLAIN)%"
+                  nected_key_auth: "%FILTER_STATE(wasm.nected_key_auth:PLAIN)%"
           route_config:
             virtual_hosts:
             - name: all

@@ -2,11 +2,11 @@
 //!
 //! From `:path`: the query and fragment are dropped and percent-encoded
 //! unreserved characters decoded; a path that is missing, not in origin form,
-//! holds a `.`/`..` segment (also as `..;x` or `%2e%2e`), an encoded `/` or
-//! `\`, a raw `\`, a raw or encoded control character, a raw space or invalid
-//! percent-encoding is refused. Then `;params` are dropped from each segment
-//! and repeated `/` merged. Other percent-escapes are kept, with upper-case
-//! hex digits, so a route can name them.
+//! holds a `.`/`..` segment (also as `..;x` or `%2e%2e`), an encoded `/`,
+//! `\` or `;`, a raw `\`, a raw or encoded control character, a raw space or
+//! invalid percent-encoding is refused. Then `;params` are dropped from each
+//! segment and repeated `/` merged. Other percent-escapes are kept, with
+//! upper-case hex digits, so a route can name them.
 
 use std::borrow::Cow;
 
@@ -19,6 +19,9 @@ pub enum PathError {
     DotSegment,
     /// `%2F` or `%5C`.
     EncodedSlash,
+    /// `%3B`: servers disagree whether it starts `;params` (a server that
+    /// decodes first reads `/admin%3Bx` as `/admin`).
+    EncodedSemicolon,
     /// A raw `\`.
     Backslash,
     /// A raw or encoded control character, or a raw space.
@@ -33,6 +36,7 @@ impl PathError {
             PathError::NotOriginForm => "path_not_origin_form",
             PathError::DotSegment => "path_dot_segment",
             PathError::EncodedSlash => "path_encoded_slash",
+            PathError::EncodedSemicolon => "path_encoded_semicolon",
             PathError::Backslash => "path_backslash",
             PathError::Control => "path_control_character",
             PathError::BadEscape => "path_bad_escape",
@@ -123,6 +127,9 @@ fn rebuild(path: &[u8]) -> Result<Vec<u8>, PathError> {
                     if v == b'/' || v == b'\\' {
                         return Err(PathError::EncodedSlash);
                     }
+                    if v == b';' {
+                        return Err(PathError::EncodedSemicolon);
+                    }
                     if is_control(v) {
                         return Err(PathError::Control);
                     }
@@ -168,8 +175,8 @@ fn rebuild(path: &[u8]) -> Result<Vec<u8>, PathError> {
 /// remaining percent-escape decoded except `%25`. Step 1 keeps escapes of
 /// reserved and non-ASCII bytes, so `/a%3Ab` and `/a:b`, or `/caf%C3%A9`
 /// and the raw UTF-8 form, are different canonical paths; most upstreams
-/// treat them as one resource, so a route must match both. (`%2F`, `%5C`
-/// and control characters never get here: step 1 refuses them. `%25`
+/// treat them as one resource, so a route must match both. (`%2F`, `%5C`,
+/// `%3B` and control characters never get here: step 1 refuses them. `%25`
 /// stays, so nothing is decoded twice.) Borrowed when there is no escape.
 pub fn match_key(canonical: &[u8]) -> Cow<'_, [u8]> {
     if !canonical.contains(&b'%') {
@@ -225,7 +232,10 @@ mod tests {
             ("/a/;x", Ok("/a/")),
             ("/%61dmin", Ok("/admin")),
             ("/%7Euser/%2D%2e%5F", Ok("/~user/-._")),
-            ("/a%3bb", Ok("/a%3Bb")),
+            ("/a%3bb", Err(EncodedSemicolon)),
+            ("/admin%3B", Err(EncodedSemicolon)),
+            ("/..%3Bx/admin", Err(EncodedSemicolon)),
+            ("/a;%3b", Err(EncodedSemicolon)),
             ("/a%3Fb", Ok("/a%3Fb")),
             ("/%25", Ok("/%25")),
             ("/%252e%252e/x", Ok("/%252e%252e/x")),

@@ -14,7 +14,7 @@ export NKA_WASM  := $(abspath $(WASM))
 CRASH_WASM    := target/crash/wasm32-wasip1/release/nected_key_auth.wasm
 export NKA_CRASH_WASM := $(abspath $(CRASH_WASM))
 
-.PHONY: all build crash-build run test unit e2e lint fmt toolchain envoy bench instructions soak clean
+.PHONY: all build crash-build run test unit e2e lint fmt toolchain envoy bench instructions soak fuzz clean
 
 all: build
 
@@ -88,6 +88,23 @@ $(PY_DEPS):
 	$(PIP) install --disable-pip-version-check --quiet --no-deps --upgrade --target $(PY_TOOLS) \
 	  h2==$(H2_VERSION) hpack==4.2.0 hyperframe==6.1.0
 	@touch $@
+
+## fuzz: libFuzzer (cargo-fuzz, nightly) on each target for FUZZ_SECONDS,
+## growing fuzz/corpus/, then minimizing it to one input per covered edge;
+## not part of `make test`, which replays the corpus on stable
+## (tests/fuzz_corpus.rs)
+FUZZ_SECONDS ?= 300
+FUZZ_TARGETS ?= config canonical decide
+
+fuzz:
+	@rustup toolchain list | grep -q '^nightly' || rustup toolchain install nightly --profile minimal
+	@command -v cargo-fuzz >/dev/null || cargo install cargo-fuzz --locked
+	@set -e; for t in $(FUZZ_TARGETS); do \
+	  echo "== fuzz $$t for $(FUZZ_SECONDS)s"; \
+	  cargo +nightly fuzz run $$t fuzz/corpus/$$t fuzz/seeds/$$t -- \
+	    -dict=fuzz/dict/$$t.dict -max_total_time=$(FUZZ_SECONDS) -print_final_stats=1; \
+	  cargo +nightly fuzz cmin $$t fuzz/corpus/$$t -- -use_counters=0; \
+	done
 
 clean:
 	cargo clean

@@ -14,7 +14,7 @@ export NKA_WASM  := $(abspath $(WASM))
 CRASH_WASM    := target/crash/wasm32-wasip1/release/nected_key_auth.wasm
 export NKA_CRASH_WASM := $(abspath $(CRASH_WASM))
 
-.PHONY: all build crash-build run test unit e2e lint fmt toolchain envoy bench instructions soak fuzz clean
+.PHONY: all build crash-build run test unit e2e lint fmt toolchain envoy bench bench-tools soak fuzz clean
 
 all: build
 
@@ -65,12 +65,23 @@ $(ENVOY):
 	@$(ENVOY) --version | grep -q "/$(ENVOY_VERSION)/" || { echo "unexpected Envoy version" >&2; exit 1; }
 	@echo "installed Envoy $(ENVOY_VERSION) at $(ENVOY)"
 
-## bench: wrk throughput ratios (needs wrk); instructions: callgrind counts
-bench: build envoy
-	scripts/bench.sh "$(ENVOY)"
+## bench: nected-key-auth beside no filter, Envoy's native api_key_auth,
+## Lua and a pass-through wasm filter: CPU µs, requests/s, RSS (wrk) and
+## instructions per request (callgrind); criterion micro-benchmarks of the
+## core. Writes bench/results.{json,svg} and BENCHMARKS.md. Not a test.
+BENCH_SECONDS ?= 5
+BENCH_ROUNDS  ?= 5
 
-instructions: build envoy
-	scripts/instructions.sh "$(ENVOY)"
+bench: build envoy bench-tools
+	cargo bench --bench core -- --warm-up-time 1 --measurement-time 3
+	python3 scripts/bench.py --envoy "$(ENVOY)" --seconds $(BENCH_SECONDS) --rounds $(BENCH_ROUNDS)
+
+bench-tools:
+	@for t in wrk:wrk valgrind:valgrind taskset:util-linux; do \
+	  command -v $${t%%:*} >/dev/null || { \
+	    echo "installing $${t#*:}"; \
+	    $$( [ "$$(id -u)" = 0 ] || echo sudo ) apt-get install -y -q $${t#*:}; }; \
+	done
 
 ## soak: mixed HTTP/1.1 + h2c load against Envoy with 2 workers for
 ## SOAK_SECONDS (warm-up included); not part of `make test`

@@ -631,14 +631,22 @@ fn strings<'a>(items: &'a [Node<'a>]) -> impl Iterator<Item = &'a str> {
 }
 
 fn unhex32(s: &str) -> Option<[u8; 32]> {
+    fn nibble(b: u8) -> Option<u8> {
+        match b {
+            b'0'..=b'9' => Some(b - b'0'),
+            b'a'..=b'f' => Some(b - b'a' + 10),
+            b'A'..=b'F' => Some(b - b'A' + 10),
+            _ => None,
+        }
+    }
     let mut out = [0u8; 32];
     let bytes = s.as_bytes();
     if bytes.len() != 64 {
         return None;
     }
     for (o, pair) in out.iter_mut().zip(bytes.chunks_exact(2)) {
-        let text = std::str::from_utf8(pair).ok()?;
-        *o = u8::from_str_radix(text, 16).ok()?;
+        let (&hi, &lo) = (pair.first()?, pair.get(1)?);
+        *o = nibble(hi)? << 4 | nibble(lo)?;
     }
     Some(out)
 }

@@ -1,0 +1,611 @@
+#!/usr/bin/env python3
+"""`make bench`: nected-key-auth side by side with Envoy's native
+`api_key_auth`, a Lua filter, and a pass-through wasm filter (the floor of
+any proxy-wasm filter). Not a test: it measures and reports.
+
+Six Envoys (one per variant, one worker each, pinned to CPU 0) answer with a
+`direct_response`, so the filter chain is most of the work. wrk, pinned to
+CPU 1, loads them in interleaved rounds; per run the Envoy process's
+utime+stime (from /proc) divided by the requests wrk completed gives CPU µs
+per request. Then every variant runs once more under valgrind's callgrind,
+which counts instructions per request; the targets are judged on those,
+because CPU time on a shared machine drifts by tens of percent.
+
+Writes bench/results.json, bench/results.svg and the results block of
+BENCHMARKS.md; prints the table and the ratios.
+
+    python3 scripts/bench.py --envoy ENVOY [--seconds 5] [--rounds 5]
+"""
+
+import argparse
+import datetime
+import hashlib
+import http.client
+import json
+import os
+import platform
+import re
+import shutil
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+KEY = "bench_key_0123456789abcdefghijklmnopqrstuvwxyz"
+WRONG = "bench_key_0123456789abcdefghijklmnopqrstuvwxyZ"
+HEADER = "nected-api-key"
+PATH = "/api/v1/workflows/run"
+CLK_TCK = os.sysconf("SC_CLK_TCK")
+MIB = 1024 * 1024
+
+# Targets of the performance issue, judged on instruction counts.
+TARGET_LOGIC_VS_FLOOR = 1.25
+TARGET_SCALE = 1.03
+TARGET_RSS_MIB = 10.0
+TARGET_CONFIGURE_MS = 50.0
+TARGET_WASM_BYTES = 300_000
+
+
+def sha256(text):
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def small_config():
+    """1 private route, 1 key; every option at its default."""
+    return {
+        "routes": [{"name": "workflows", "prefix": "/api/v1/workflows", "auth": "private"}],
+        "keys": [{"id": "bench", "client": "billing", "sha256": sha256(KEY)}],
+    }
+
+
+def large_config(n_keys=10_000, n_routes=1_000):
+    """10,000 keys (50 clients, some revoked or time-bounded) and 1,000
+    routes of every shape; the benchmark request matches only the last."""
+    clients = [f"client-{i:02d}" for i in range(50)]
+    routes = []
+    for i in range(n_routes - 1):
+        shape = i % 5
+        if shape == 0:
+            routes.append({"name": f"r{i}", "path": f"/svc{i}/items", "auth": "private"})
+        elif shape == 1:
+            routes.append({"name": f"r{i}", "prefix": f"/svc{i}", "methods": ["GET", "POST"],
+                           "auth": "private"})
+        elif shape == 2:
+            routes.append({"name": f"r{i}", "prefix": f"/svc{i}/v1",
+                           "hosts": [f"h{i}.example.com", "*.svc.example.org"], "auth": "none"})
+        elif shape == 3:
+            # Same first segments as the benchmark path, other last segment.
+            routes.append({"name": f"r{i}", "prefix": f"/api/v1/workflows{i}", "auth": "private",
+                           "allow_clients": [clients[i % 50]]})
+        else:
+            routes.append({"name": f"r{i}", "prefix": f"/api/v1/workflows/run{i}",
+                           "methods": ["DELETE"], "auth": "private"})
+    routes.append({"name": "last", "prefix": "/api/v1/workflows", "auth": "private"})
+    keys = []
+    for i in range(n_keys - 1):
+        key = {"id": f"k{i}", "client": clients[i % 50], "sha256": sha256(f"filler-{i}")}
+        if i % 10 == 0:
+            key["revoked"] = True
+        elif i % 10 == 1:
+            key["expires"] = "2099-01-01T00:00:00Z"
+        keys.append(key)
+    keys.insert(n_keys // 2, {"id": "bench", "client": "billing", "sha256": sha256(KEY)})
+    return {"routes": routes, "keys": keys}
+
+
+LUA = """
+local keys = { ["%s"] = "billing" }
+function envoy_on_request(handle)
+  local key = handle:headers():get("%s")
+  if key == nil or keys[key] == nil then
+    handle:respond({[":status"] = "401"}, "unauthorized")
+  end
+end
+""" % (KEY, HEADER)
+
+
+def wasm_filter(path, configuration):
+    config = {
+        "failure_policy": "FAIL_RELOAD",
+        "vm_config": {"runtime": "envoy.wasm.runtime.v8", "code": {"local": {"filename": path}}},
+    }
+    if configuration is not None:
+        config["configuration"] = {
+            "@type": "type.googleapis.com/google.protobuf.StringValue",
+            "value": json.dumps(configuration),
+        }
+    return {
+        "name": "wasm",
+        "typed_config": {
+            "@type": "type.googleapis.com/envoy.extensions.filters.http.wasm.v3.Wasm",
+            "config": config,
+        },
+    }
+
+
+def variants(nected_wasm, floor_wasm, floor_map_wasm):
+    native = {
+        "name": "envoy.filters.http.api_key_auth",
+        "typed_config": {
+            "@type": "type.googleapis.com/envoy.extensions.filters.http.api_key_auth.v3.ApiKeyAuth",
+            "credentials": [{"key": KEY, "client": "billing"}],
+            "key_sources": [{"header": HEADER}],
+        },
+    }
+    lua = {
+        "name": "envoy.filters.http.lua",
+        "typed_config": {
+            "@type": "type.googleapis.com/envoy.extensions.filters.http.lua.v3.Lua",
+            "default_source_code": {"inline_string": LUA},
+        },
+    }
+    return [
+        ("no-filter", "1. no filter", None),
+        ("native", "2. native api_key_auth", native),
+        ("lua", "3. Lua table lookup", lua),
+        ("floor", "4. pass-through wasm (floor)", wasm_filter(floor_wasm, None)),
+        ("floor-map", "4b. wasm, whole header map", wasm_filter(floor_map_wasm, None)),
+        ("nected-small", "5. nected, 1 route / 1 key", wasm_filter(nected_wasm, small_config())),
+        ("nected-10k", "6. nected, 1k routes / 10k keys", wasm_filter(nected_wasm, large_config())),
+    ]
+
+
+def build_floors():
+    """bench/floor, plain (one header read) and with `--features map`."""
+    out = []
+    for name, features in (("plain", []), ("map", ["--features", "map"])):
+        target = os.path.join(ROOT, "bench", "floor", "target", name)
+        subprocess.run(["cargo", "build", "--quiet", "--release", "--target", "wasm32-wasip1",
+                        "--manifest-path", os.path.join(ROOT, "bench", "floor", "Cargo.toml"),
+                        "--target-dir", target] + features, check=True)
+        out.append(os.path.join(target, "wasm32-wasip1", "release", "floor.wasm"))
+    return out
+
+
+def bootstrap(listen_port, admin_port, http_filter):
+    filters = ([http_filter] if http_filter else []) + [{
+        "name": "envoy.filters.http.router",
+        "typed_config": {"@type": "type.googleapis.com/envoy.extensions.filters.http.router.v3.Router"},
+    }]
+    hcm = {
+        "@type": "type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager",
+        "stat_prefix": "bench",
+        "normalize_path": True,
+        "merge_slashes": True,
+        "path_with_escaped_slashes_action": "REJECT_REQUEST",
+        "route_config": {"virtual_hosts": [{
+            "name": "all",
+            "domains": ["*"],
+            "routes": [{"match": {"prefix": "/"},
+                        "direct_response": {"status": 200, "body": {"inline_string": "ok"}}}],
+        }]},
+        "http_filters": filters,
+    }
+    return {
+        "admin": {"address": {"socket_address": {"address": "127.0.0.1", "port_value": admin_port}}},
+        "static_resources": {"listeners": [{
+            "name": "bench",
+            "address": {"socket_address": {"address": "127.0.0.1", "port_value": listen_port}},
+            "filter_chains": [{"filters": [{
+                "name": "envoy.filters.network.http_connection_manager",
+                "typed_config": hcm,
+            }]}],
+        }]},
+    }
+
+
+class Envoy:
+    """One Envoy with one worker, pinned to CPU 0 (or under callgrind)."""
+
+    def __init__(self, work, name, index, envoy_bin, http_filter, callgrind=False):
+        self.name = name
+        base = 19500 if callgrind else 19400
+        self.port, self.admin = base + index, base + 50 + index
+        self.dir = os.path.join(work, ("cg-" if callgrind else "") + name)
+        os.makedirs(self.dir)
+        config = os.path.join(self.dir, "envoy.json")
+        with open(config, "w") as f:
+            json.dump(bootstrap(self.port, self.admin, http_filter), f)
+        cmd = [envoy_bin, "-c", config, "--concurrency", "1", "--disable-hot-restart",
+               "-l", "warn", "--component-log-level", "wasm:info"]
+        if callgrind:
+            cmd = ["valgrind", "--tool=callgrind", "--instr-atstart=no",
+                   f"--callgrind-out-file={self.dir}/callgrind.%p"] + cmd
+        else:
+            cmd = ["taskset", "-c", "0"] + cmd
+        self.log_path = os.path.join(self.dir, "envoy.log")
+        self.log = open(self.log_path, "w")
+        self.proc = subprocess.Popen(cmd, stdout=self.log, stderr=subprocess.STDOUT)
+
+    def wait_ready(self, timeout):
+        deadline = time.time() + timeout
+        while time.time() < deadline:
+            if self.proc.poll() is not None:
+                raise SystemExit(f"{self.name}: Envoy exited; log:\n{self.log_tail()}")
+            try:
+                if admin_get(self.admin, "/ready").strip() == "LIVE":
+                    return
+            except OSError:
+                pass
+            time.sleep(0.2)
+        raise SystemExit(f"{self.name}: Envoy not ready after {timeout}s; log:\n{self.log_tail()}")
+
+    def log_tail(self):
+        with open(self.log_path) as f:
+            return "".join(f.readlines()[-40:])
+
+    def cpu_ticks(self):
+        with open(f"/proc/{self.proc.pid}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+        return int(fields[11]) + int(fields[12])  # utime + stime
+
+    def rss_bytes(self):
+        with open(f"/proc/{self.proc.pid}/status") as f:
+            for line in f:
+                if line.startswith("VmRSS:"):
+                    return int(line.split()[1]) * 1024
+        return 0
+
+    def completed(self):
+        stats = admin_get(self.admin, "/stats?filter=^http.bench.downstream_rq_completed$")
+        return int(stats.split(":")[1])
+
+    def configure_ms(self):
+        with open(self.log_path) as f:
+            times = [float(m) for m in re.findall(r"configured .* in ([0-9.]+) ms", f.read())]
+        return max(times) if times else None
+
+    def stop(self):
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        self.log.close()
+
+
+def admin_get(port, path):
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+    conn.request("GET", path)
+    return conn.getresponse().read().decode()
+
+
+def status(port, key):
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+    conn.request("GET", PATH, headers={HEADER: key} if key else {})
+    resp = conn.getresponse()
+    resp.read()
+    return resp.status
+
+
+def sanity(envoy):
+    want = {KEY: 200, WRONG: 200 if envoy.name == "no-filter" else 401}
+    for key, code in want.items():
+        got = status(envoy.port, key)
+        if got != code:
+            raise SystemExit(f"sanity check failed: {envoy.name}, key {key[-4:]}: {got}, want {code}")
+
+
+def wrk(port, seconds, connections, cpu="1"):
+    out = subprocess.run(
+        ["taskset", "-c", cpu, "wrk", "-t1", f"-c{connections}", f"-d{seconds}s",
+         "-H", f"{HEADER}: {KEY}", f"http://127.0.0.1:{port}{PATH}"],
+        check=True, capture_output=True, text=True).stdout
+    requests = int(re.search(r"(\d+) requests in", out).group(1))
+    rps = float(re.search(r"Requests/sec:\s+([0-9.]+)", out).group(1))
+    if "Non-2xx" in out or "Socket errors" in out:
+        raise SystemExit(f"wrk saw errors on port {port}:\n{out}")
+    return requests, rps
+
+
+def timed_rounds(envoys, seconds, rounds):
+    cpu = {e.name: [] for e in envoys}
+    rps = {e.name: [] for e in envoys}
+    for e in envoys:  # warm-up: JIT tiers, caches, connection pools
+        wrk(e.port, 2, 16)
+    for r in range(rounds):
+        order = envoys if r % 2 == 0 else list(reversed(envoys))
+        for e in order:
+            before = e.cpu_ticks()
+            n, rate = wrk(e.port, seconds, 16)
+            ticks = e.cpu_ticks() - before
+            cpu[e.name].append(ticks / CLK_TCK * 1e6 / n)
+            rps[e.name].append(rate)
+        print(f"  round {r + 1}/{rounds}: " + ", ".join(
+            f"{e.name} {cpu[e.name][-1]:.1f}µs" for e in envoys), flush=True)
+    return cpu, rps
+
+
+def callgrind_instructions(envoy, seconds):
+    """Instructions per request: zero the counters after a warm-up, run a
+    fixed-duration load, dump, divide by the requests Envoy completed."""
+    pid = str(envoy.proc.pid)
+    wrk(envoy.port, 3, 1, cpu="0-1")  # warm-up under valgrind: JIT tiers
+    done_before = envoy.completed()
+    dumps_before = set(os.listdir(envoy.dir))
+    subprocess.run(["callgrind_control", "--instr=on", pid], check=True, capture_output=True)
+    subprocess.run(["callgrind_control", "-z", pid], check=True, capture_output=True)
+    wrk(envoy.port, seconds, 1, cpu="0-1")
+    subprocess.run(["callgrind_control", "-d", pid], check=True, capture_output=True)
+    subprocess.run(["callgrind_control", "--instr=off", pid], check=True, capture_output=True)
+    requests = envoy.completed() - done_before
+    deadline = time.time() + 60
+    while time.time() < deadline:
+        new = [f for f in set(os.listdir(envoy.dir)) - dumps_before if f.startswith("callgrind.")]
+        for name in new:
+            with open(os.path.join(envoy.dir, name)) as f:
+                m = re.search(r"^totals: (\d+)", f.read(), re.M)
+            if m:
+                return int(m.group(1)) / requests, requests
+        time.sleep(0.2)
+    raise SystemExit(f"{envoy.name}: no callgrind dump")
+
+
+def criterion_results():
+    """Median ns of each criterion benchmark (benches/core.rs)."""
+    out = {}
+    base = os.path.join(ROOT, "target", "criterion")
+    for dirpath, _, files in os.walk(base):
+        if dirpath.endswith(os.path.join("new")) and "estimates.json" in files:
+            with open(os.path.join(dirpath, "estimates.json")) as f:
+                median = json.load(f)["median"]["point_estimate"]
+            with open(os.path.join(dirpath, "benchmark.json")) as f:
+                name = json.load(f)["full_id"]
+            out[name] = median
+    return dict(sorted(out.items()))
+
+
+def machine():
+    model = ""
+    with open("/proc/cpuinfo") as f:
+        for line in f:
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+    rustc = subprocess.run(["rustc", "--version"], capture_output=True, text=True).stdout.strip()
+    wrk_v = subprocess.run(["wrk", "-v"], capture_output=True, text=True).stdout.split("\n")[0]
+    return {"cpu": model, "cores": os.cpu_count(), "kernel": platform.release(),
+            "rustc": rustc, "wrk": wrk_v.strip()}
+
+
+def fmt_int(n):
+    return f"{n:,.0f}"
+
+
+def svg_chart(results, path):
+    """Two bar charts: instructions per request and CPU µs per request."""
+    rows = results["variants"]
+    width, bar_h, gap, left = 760, 22, 8, 250
+    charts = [("instructions per request (callgrind)", "instructions", fmt_int),
+              ("Envoy CPU µs per request (median)", "cpu_us", lambda v: f"{v:.1f}")]
+    height = 40 + len(charts) * (len(rows) * (bar_h + gap) + 50)
+    parts = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" '
+             f'font-family="sans-serif" font-size="13">',
+             f'<rect width="{width}" height="{height}" fill="white"/>',
+             f'<text x="10" y="22" font-size="15" font-weight="bold">nected-key-auth benchmark, '
+             f'{results["date"]}</text>']
+    y = 40
+    for title, field, fmt in charts:
+        parts.append(f'<text x="10" y="{y + 14}" font-weight="bold">{title}</text>')
+        y += 26
+        top = max(r[field] for r in rows) or 1
+        for r in rows:
+            w = (width - left - 90) * r[field] / top
+            color = "#d9534f" if r["name"].startswith("nected") else "#5b8def"
+            parts.append(f'<text x="10" y="{y + 15}">{r["label"]}</text>')
+            parts.append(f'<rect x="{left}" y="{y}" width="{w:.1f}" height="{bar_h}" fill="{color}"/>')
+            parts.append(f'<text x="{left + w + 6:.1f}" y="{y + 15}">{fmt(r[field])}</text>')
+            y += bar_h + gap
+        y += 24
+    parts.append("</svg>")
+    with open(path, "w") as f:
+        f.write("\n".join(parts) + "\n")
+
+
+def markdown(results):
+    r = {v["name"]: v for v in results["variants"]}
+    ratios = results["ratios"]
+    t = results["targets"]
+    lines = [
+        f"Latest run: **{results['date']}**, `{results['command']}`.",
+        "",
+        f"Machine: {results['machine']['cpu']}, {results['machine']['cores']} cores (shared), "
+        f"Linux {results['machine']['kernel']}; Envoy {results['envoy']}, one worker pinned to "
+        f"CPU 0, wrk pinned to CPU 1 (`-t1 -c16`, {results['seconds']} s per run, "
+        f"{results['rounds']} interleaved rounds); {results['machine']['rustc']}. "
+        f"Callgrind: `wrk -t1 -c1` for {results['callgrind_seconds']} s per variant after a "
+        "3 s warm-up.",
+        "",
+        "| variant | instructions/request | overhead vs 1 | CPU µs/request (median) | requests/s (median) | Envoy RSS MiB |",
+        "|---|---:|---:|---:|---:|---:|",
+    ]
+    for v in results["variants"]:
+        lines.append(f"| {v['label']} | {fmt_int(v['instructions'])} | "
+                     f"{fmt_int(v['instructions'] - r['no-filter']['instructions'])} | "
+                     f"{v['cpu_us']:.1f} | {fmt_int(v['rps'])} | {v['rss_mib']:.1f} |")
+    lines += [
+        "",
+        "| ratio | instructions | CPU µs | target (instructions) |",
+        "|---|---:|---:|---|",
+        f"| `logic_vs_floor` = overhead(5) / overhead(4) | {ratios['logic_vs_floor']:.3f} | "
+        f"{ratios['logic_vs_floor_cpu']:.3f} | ≤ {TARGET_LOGIC_VS_FLOOR} — "
+        f"{'met' if t['logic_vs_floor'] else 'missed'} |",
+        f"| `vs_native` = cost(5) / cost(2) | {ratios['vs_native']:.3f} | "
+        f"{ratios['vs_native_cpu']:.3f} | reported |",
+        f"| `vs_lua` = overhead(5) / overhead(3) | {ratios['vs_lua']:.3f} | "
+        f"{ratios['vs_lua_cpu']:.3f} | reported |",
+        f"| `scale` = cost(6) / cost(5) | {ratios['scale']:.4f} | {ratios['scale_cpu']:.3f} | "
+        f"≤ {TARGET_SCALE} — {'met' if t['scale'] else 'missed'} |",
+        "",
+        f"- RSS: 10k/1k {r['nected-10k']['rss_mib']:.1f} MiB vs floor {r['floor']['rss_mib']:.1f} MiB "
+        f"(+{r['nected-10k']['rss_mib'] - r['floor']['rss_mib']:.1f} MiB; target ≤ +{TARGET_RSS_MIB:.0f}) — "
+        f"{'met' if t['rss'] else 'missed'}.",
+        f"- `on_configure` for 10k keys / 1k routes inside Envoy (logged by the filter): "
+        f"{results['configure_ms']} ms (target ≤ {TARGET_CONFIGURE_MS:.0f}) — "
+        f"{'met' if t['configure'] else 'missed'}.",
+        f"- wasm: {fmt_int(results['wasm_bytes'])} bytes (target ≤ {fmt_int(TARGET_WASM_BYTES)}) — "
+        f"{'met' if t['wasm'] else 'missed'}.",
+    ]
+    if results["criterion"]:
+        lines += ["", "Host micro-benchmarks of the core (criterion, `cargo bench --bench core`, median):", "",
+                  "| benchmark | time |", "|---|---:|"]
+        for name, ns in results["criterion"].items():
+            shown = f"{ns / 1e6:.2f} ms" if ns >= 1e6 else f"{ns:.0f} ns"
+            lines.append(f"| `{name}` | {shown} |")
+    lines += ["", "![benchmark chart](bench/results.svg)"]
+    return "\n".join(lines)
+
+
+def write_benchmarks_md(block):
+    path = os.path.join(ROOT, "BENCHMARKS.md")
+    begin, end = "<!-- bench:begin -->", "<!-- bench:end -->"
+    with open(path) as f:
+        text = f.read()
+    head, rest = text.split(begin, 1)
+    _, tail = rest.split(end, 1)
+    with open(path, "w") as f:
+        f.write(f"{head}{begin}\n{block}\n{end}{tail}")
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--envoy", required=True)
+    ap.add_argument("--wasm", default=os.path.join(ROOT, "target/wasm32-wasip1/release/nected_key_auth.wasm"))
+    ap.add_argument("--seconds", type=int, default=5)
+    ap.add_argument("--rounds", type=int, default=5)
+    ap.add_argument("--callgrind-seconds", type=int, default=5)
+    ap.add_argument("--only", help="comma-separated variant names (default: all)")
+    ap.add_argument("--no-write", action="store_true", help="print only; keep BENCHMARKS.md")
+    ap.add_argument("--extra", action="append", default=[], metavar="NAME=WASM[:CONFIG]",
+                    help="another wasm (a path, or floor / floor-map) with the small, large or "
+                         "empty plugin config (default small; repeatable)")
+    ap.add_argument("--callgrind-only", action="store_true", help="skip the timed rounds")
+    args = ap.parse_args()
+    for tool in ("wrk", "valgrind", "callgrind_control", "taskset"):
+        if not shutil.which(tool):
+            raise SystemExit(f"{tool} is needed (make bench installs it)")
+    envoy_bin = os.path.abspath(args.envoy)
+    version = subprocess.run([envoy_bin, "--version"], capture_output=True, text=True).stdout
+    version = re.search(r"/(\d+\.\d+\.\d+)/", version).group(1)
+    floor, floor_map = build_floors()
+    chosen = variants(os.path.abspath(args.wasm), floor, floor_map)
+    if args.only:
+        keep = args.only.split(",")
+        chosen = [v for v in chosen if v[0] in keep]
+    configs = {"small": small_config, "large": large_config, "empty": dict}
+    for extra in args.extra:
+        name, path = extra.split("=", 1)
+        path, _, config = path.partition(":")
+        path = {"floor": floor, "floor-map": floor_map}.get(path, path)
+        chosen.append((name, name, wasm_filter(os.path.abspath(path), configs[config or "small"]())))
+    work = tempfile.mkdtemp(prefix="nka-bench-")
+    envoys = []
+    try:
+        print(f"== timed: {len(chosen)} Envoys, wrk {args.seconds}s x {args.rounds} rounds", flush=True)
+        for i, (name, _, flt) in enumerate(chosen):
+            envoys.append(Envoy(work, name, i, envoy_bin, flt))
+        for e in envoys:
+            e.wait_ready(60)
+            sanity(e)
+        configure_ms = {e.name: e.configure_ms() for e in envoys}
+        if args.callgrind_only:
+            cpu = {e.name: [0.0] for e in envoys}
+            rps = dict(cpu)
+        else:
+            cpu, rps = timed_rounds(envoys, args.seconds, args.rounds)
+        rss = {e.name: e.rss_bytes() / MIB for e in envoys}
+        for e in envoys:
+            e.stop()
+        envoys = []
+
+        print("== callgrind: instructions per request", flush=True)
+        instructions = {}
+        for i, (name, _, flt) in enumerate(chosen):
+            # One at a time: nothing else competes while it is measured.
+            e = Envoy(work, name, i, envoy_bin, flt, callgrind=True)
+            envoys = [e]
+            e.wait_ready(600)
+            instructions[e.name], n = callgrind_instructions(e, args.callgrind_seconds)
+            print(f"  {e.name}: {instructions[e.name]:,.0f} instructions/request ({n} requests)", flush=True)
+            e.stop()
+        envoys = []
+    finally:
+        for e in envoys:
+            e.stop()
+        shutil.rmtree(work, ignore_errors=True)
+
+    rows = [{"name": n, "label": label, "instructions": instructions[n],
+             "overhead": instructions[n] - instructions.get("no-filter", 0),
+             "cpu_us": statistics.median(cpu[n]), "cpu_us_runs": cpu[n],
+             "rps": statistics.median(rps[n]), "rss_mib": rss[n]} for n, label, _ in chosen]
+    print()
+    print(f"{'variant':34} {'instr/req':>10} {'overhead':>10} {'CPU µs':>8} {'req/s':>9} {'RSS MiB':>8}")
+    base = instructions.get("no-filter", 0)
+    for r in rows:
+        print(f"{r['label']:34} {r['instructions']:>10,.0f} {r['instructions'] - base:>10,.0f} "
+              f"{r['cpu_us']:>8.1f} {r['rps']:>9,.0f} {r['rss_mib']:>8.1f}")
+    if not {"no-filter", "native", "lua", "floor", "floor-map", "nected-small", "nected-10k"} <= set(instructions):
+        return
+    i = instructions
+    c = {n: statistics.median(cpu[n]) for n in cpu}
+    if args.callgrind_only:
+        c = i  # no timed rounds: CPU ratios repeat the instruction ratios
+    ratios = {
+        "logic_vs_floor": (i["nected-small"] - i["no-filter"]) / (i["floor"] - i["no-filter"]),
+        "logic_vs_floor_cpu": (c["nected-small"] - c["no-filter"]) / (c["floor"] - c["no-filter"]),
+        "vs_native": i["nected-small"] / i["native"],
+        "vs_native_cpu": c["nected-small"] / c["native"],
+        "vs_lua": (i["nected-small"] - i["no-filter"]) / (i["lua"] - i["no-filter"]),
+        "map_vs_floor": (i["floor-map"] - i["no-filter"]) / (i["floor"] - i["no-filter"]),
+        "vs_lua_cpu": (c["nected-small"] - c["no-filter"]) / (c["lua"] - c["no-filter"]),
+        "scale": i["nected-10k"] / i["nected-small"],
+        "scale_cpu": c["nected-10k"] / c["nected-small"],
+    }
+    wasm_bytes = os.path.getsize(args.wasm)
+    cfg_ms = configure_ms.get("nected-10k")
+    targets = {
+        "logic_vs_floor": ratios["logic_vs_floor"] <= TARGET_LOGIC_VS_FLOOR,
+        "scale": ratios["scale"] <= TARGET_SCALE,
+        "rss": rss["nected-10k"] - rss["floor"] <= TARGET_RSS_MIB,
+        "configure": cfg_ms is not None and cfg_ms <= TARGET_CONFIGURE_MS,
+        "wasm": wasm_bytes <= TARGET_WASM_BYTES,
+    }
+    print()
+    for k, v in ratios.items():
+        print(f"{k:20} {v:.4f}")
+    print(f"{'on_configure 10k/1k':20} {cfg_ms} ms")
+    print(f"{'wasm bytes':20} {wasm_bytes}")
+    print("targets: " + ", ".join(f"{k} {'met' if v else 'MISSED'}" for k, v in targets.items()))
+    results = {
+        "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+        "command": "make bench",
+        "envoy": version,
+        "seconds": args.seconds,
+        "rounds": args.rounds,
+        "callgrind_seconds": args.callgrind_seconds,
+        "machine": machine(),
+        "variants": rows,
+        "ratios": ratios,
+        "targets": targets,
+        "configure_ms": cfg_ms,
+        "wasm_bytes": wasm_bytes,
+        "criterion": criterion_results(),
+    }
+    if args.no_write:
+        return
+    os.makedirs(os.path.join(ROOT, "bench"), exist_ok=True)
+    with open(os.path.join(ROOT, "bench", "results.json"), "w") as f:
+        json.dump(results, f, indent=2)
+        f.write("\n")
+    svg_chart(results, os.path.join(ROOT, "bench", "results.svg"))
+    write_benchmarks_md(markdown(results))
+    print("wrote bench/results.json, bench/results.svg, BENCHMARKS.md")
+
+
+if __name__ == "__main__":
+    sys.exit(main())

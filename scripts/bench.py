@@ -442,6 +442,9 @@ def markdown(results):
         f"| `scale` = cost(6) / cost(5) | {ratios['scale']:.4f} | {ratios['scale_cpu']:.3f} | "
         f"≤ {TARGET_SCALE} — {'met' if t['scale'] else 'missed'} |",
         "",
+        f"- Duplicate-key detection: reading the whole header map instead of one header costs "
+        f"{fmt_int(r['floor-map']['instructions'] - r['floor']['instructions'])} instructions per request "
+        f"(4b − 4; `map_vs_floor` {ratios['map_vs_floor']:.3f}).",
         f"- RSS: 10k/1k {r['nected-10k']['rss_mib']:.1f} MiB vs floor {r['floor']['rss_mib']:.1f} MiB "
         f"(+{r['nected-10k']['rss_mib'] - r['floor']['rss_mib']:.1f} MiB; target ≤ +{TARGET_RSS_MIB:.0f}) — "
         f"{'met' if t['rss'] else 'missed'}.",

@@ -321,7 +321,7 @@ def timed_rounds(envoys, seconds, rounds):
     return cpu, rps
 
 
-def callgrind_instructions(envoy, seconds):
+def callgrind_instructions(envoy, seconds, keep_dumps=None):
     """Instructions per request: zero the counters after a warm-up, run a
     fixed-duration load, dump, divide by the requests Envoy completed."""
     pid = str(envoy.proc.pid)
@@ -341,6 +341,10 @@ def callgrind_instructions(envoy, seconds):
             with open(os.path.join(envoy.dir, name)) as f:
                 m = re.search(r"^totals: (\d+)", f.read(), re.M)
             if m:
+                if keep_dumps:
+                    os.makedirs(keep_dumps, exist_ok=True)
+                    shutil.copy(os.path.join(envoy.dir, name),
+                                os.path.join(keep_dumps, f"callgrind.{envoy.name}"))
                 return int(m.group(1)) / requests, requests
         time.sleep(0.2)
     raise SystemExit(f"{envoy.name}: no callgrind dump")
@@ -488,6 +492,8 @@ def main():
                     help="another wasm (a path, or floor / floor-map) with the small, large or "
                          "empty plugin config (default small; repeatable)")
     ap.add_argument("--callgrind-only", action="store_true", help="skip the timed rounds")
+    ap.add_argument("--keep-dumps", metavar="DIR",
+                    help="keep each variant's callgrind dump (callgrind_annotate DIR/callgrind.NAME)")
     args = ap.parse_args()
     for tool in ("wrk", "valgrind", "callgrind_control", "taskset"):
         if not shutil.which(tool):
@@ -533,7 +539,7 @@ def main():
             e = Envoy(work, name, i, envoy_bin, flt, callgrind=True)
             envoys = [e]
             e.wait_ready(600)
-            instructions[e.name], n = callgrind_instructions(e, args.callgrind_seconds)
+            instructions[e.name], n = callgrind_instructions(e, args.callgrind_seconds, args.keep_dumps)
             print(f"  {e.name}: {instructions[e.name]:,.0f} instructions/request ({n} requests)", flush=True)
             e.stop()
         envoys = []

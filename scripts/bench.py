@@ -253,10 +253,13 @@ class Envoy:
         stats = admin_get(self.admin, "/stats?filter=^http.bench.downstream_rq_completed$")
         return int(stats.split(":")[1])
 
-    def configure_ms(self):
+    def configure_times(self):
+        """Each VM's `on_configure` time, from the filter's log lines."""
         with open(self.log_path) as f:
-            times = [float(m) for m in re.findall(r"configured .* in ([0-9.]+) ms", f.read())]
-        return max(times) if times else None
+            return [float(m) for m in re.findall(r"configured .* in ([0-9.]+) ms", f.read())]
+
+    def configure_ms(self):
+        return max(self.configure_times(), default=None)
 
     def stop(self):
         if self.proc.poll() is None:
@@ -522,6 +525,9 @@ def main():
             e.wait_ready(60)
             sanity(e)
         configure_ms = {e.name: e.configure_ms() for e in envoys}
+        for e in envoys:
+            if e.configure_times():
+                print(f"  {e.name}: on_configure " + ", ".join(f"{t} ms" for t in e.configure_times()))
         if args.callgrind_only:
             cpu = {e.name: [0.0] for e in envoys}
             rps = dict(cpu)

@@ -586,6 +586,7 @@ fn compile_routes(
         };
         routes.push(Route {
             name: name.into(),
+            log_name: Route::log_name_of(name),
             matcher,
             methods: methods.into(),
             hosts: hosts.into(),

@@ -502,22 +502,11 @@ impl Decision<'_, '_> {
             out.extend_from_slice(b" mode=report");
         }
     }
-}
 
-impl Decision<'_, '_> {
-    /// ` route=<name>`; route names are free text, so one that could blur
-    /// the fields is quoted.
+    /// ` route=<name>`, the name as `Route::log_name` has it.
     fn write_route(&self, out: &mut Vec<u8>) {
         out.extend_from_slice(b" route=");
-        let name = self.route_name();
-        let plain = name
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b"._-()/:".contains(&b));
-        if plain {
-            out.extend_from_slice(name.as_bytes());
-        } else {
-            out.extend_from_slice(format!("{name:?}").as_bytes());
-        }
+        out.extend_from_slice(self.route.map_or("(default)", |r| &r.log_name).as_bytes());
     }
 
     /// Appends the value exposed to access logs (Envoy filter state

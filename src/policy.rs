@@ -58,6 +58,10 @@ impl PathMatch {
 #[derive(Debug, Clone)]
 pub struct Route {
     pub name: Box<str>,
+    /// The name as logs and filter state show it: quoted when it holds
+    /// characters other than letters, digits and `._-()/:` (free text could
+    /// blur the fields). Computed once, at configure time.
+    pub log_name: Box<str>,
     pub matcher: PathMatch,
     /// Upper-case, with `HEAD` added where `GET` is listed; empty means
     /// any method.
@@ -70,12 +74,21 @@ pub struct Route {
 }
 
 impl Route {
+    /// `Route::log_name` for a route name.
+    pub fn log_name_of(name: &str) -> Box<str> {
+        let plain = name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"._-()/:".contains(&b));
+        if plain {
+            name.into()
+        } else {
+            format!("{name:?}").into()
+        }
+    }
+
     /// `method` as sent (compared upper-cased); `host` from `host::normalize`.
     pub fn matches(&self, path: &[u8], method: &[u8], host: &[u8]) -> bool {
-        self.matcher.matches(path)
-            && (self.methods.is_empty()
-                || self.methods.iter().any(|m| method.eq_ignore_ascii_case(m)))
-            && (self.hosts.is_empty() || self.hosts.iter().any(|h| h.matches(host)))
+        self.matcher.matches(path) && self.matches_method_host(method, host)
     }
 
     /// Methods and hosts only (the path was matched by the index).

@@ -64,24 +64,7 @@ static_resources:
               - match: {{ prefix: "/" }}
                 route: {{ cluster: echo }}
           http_filters:
-          - name: nected_key_auth
-            typed_config:
-              "@type": type.googleapis.com/envoy.extensions.filters.http.wasm.v3.Wasm
-              config:
-                name: nected_key_auth
-                root_id: nected_key_auth
-                failure_policy: {failure_policy}
-                vm_config:
-                  vm_id: nected_key_auth
-                  runtime: envoy.wasm.runtime.v8
-                  code: {{ local: {{ filename: {wasm} }} }}
-                configuration:
-                  "@type": type.googleapis.com/google.protobuf.StringValue
-                  value: |
-{config}          - name: envoy.filters.http.router
-            typed_config:
-              "@type": type.googleapis.com/envoy.extensions.filters.http.router.v3.Router
-  clusters:
+{filters}  clusters:
   - name: echo
     connect_timeout: 2s
     type: STATIC
@@ -92,8 +75,7 @@ static_resources:
         - endpoint:
             address: {{ socket_address: {{ address: 127.0.0.1, port_value: {{{{UPSTREAM}}}} }} }}
 "#,
-        wasm = wasm.display(),
-        config = indent(&config, 20),
+        filters = http_filters(10, failure_policy, &wasm.display().to_string(), &config),
     )
 }
 

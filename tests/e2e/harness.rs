@@ -237,28 +237,43 @@ fn hcm(name: &str, options: &str, plugin_config: &str, wasm: &Path, dir: &Path) 
               - match: {{ prefix: "/" }}
                 route: {{ cluster: echo }}
           http_filters:
-          - name: nected_key_auth
-            typed_config:
-              "@type": type.googleapis.com/envoy.extensions.filters.http.wasm.v3.Wasm
-              config:
-                name: nected_key_auth
-                root_id: nected_key_auth
-                failure_policy: FAIL_RELOAD
-                vm_config:
-                  vm_id: nected_key_auth
-                  runtime: envoy.wasm.runtime.v8
-                  code: {{ local: {{ filename: {wasm} }} }}
-                configuration:
-                  "@type": type.googleapis.com/google.protobuf.StringValue
-                  value: |
-{config}          - name: envoy.filters.http.router
-            typed_config:
-              "@type": type.googleapis.com/envoy.extensions.filters.http.router.v3.Router
-"#,
-        wasm = wasm.display(),
+{filters}"#,
         dir = dir.display(),
-        config = indent(plugin_config, 20),
+        filters = http_filters(
+            10,
+            "FAIL_RELOAD",
+            &wasm.display().to_string(),
+            plugin_config
+        ),
     )
+}
+
+/// An HCM's `http_filters` items, indented by `n` spaces: the filter (its
+/// module at `wasm`, `failure_policy`, `plugin_config` inline), then the
+/// router.
+pub fn http_filters(n: usize, failure_policy: &str, wasm: &str, plugin_config: &str) -> String {
+    let items = format!(
+        r#"- name: nected_key_auth
+  typed_config:
+    "@type": type.googleapis.com/envoy.extensions.filters.http.wasm.v3.Wasm
+    config:
+      name: nected_key_auth
+      root_id: nected_key_auth
+      failure_policy: {failure_policy}
+      vm_config:
+        vm_id: nected_key_auth
+        runtime: envoy.wasm.runtime.v8
+        code: {{ local: {{ filename: {wasm} }} }}
+      configuration:
+        "@type": type.googleapis.com/google.protobuf.StringValue
+        value: |
+{config}- name: envoy.filters.http.router
+  typed_config:
+    "@type": type.googleapis.com/envoy.extensions.filters.http.router.v3.Router
+"#,
+        config = indent(plugin_config, 10),
+    );
+    indent(&items, n)
 }
 
 fn make_certificate(dir: &Path) {

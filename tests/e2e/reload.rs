@@ -667,25 +667,8 @@ fn lds_resource(plugin_config: &str) -> String {
             - match: {{ prefix: "/" }}
               route: {{ cluster: echo }}
         http_filters:
-        - name: nected_key_auth
-          typed_config:
-            "@type": type.googleapis.com/envoy.extensions.filters.http.wasm.v3.Wasm
-            config:
-              name: nected_key_auth
-              root_id: nected_key_auth
-              failure_policy: FAIL_RELOAD
-              vm_config:
-                vm_id: nected_key_auth
-                runtime: envoy.wasm.runtime.v8
-                code: {{ local: {{ filename: {{{{WASM}}}} }} }}
-              configuration:
-                "@type": type.googleapis.com/google.protobuf.StringValue
-                value: |
-{}        - name: envoy.filters.http.router
-          typed_config:
-            "@type": type.googleapis.com/envoy.extensions.filters.http.router.v3.Router
-"#,
-        indent(plugin_config, 18)
+{}"#,
+        http_filters(8, "FAIL_RELOAD", "{{WASM}}", plugin_config)
     )
 }
 

@@ -7,16 +7,21 @@
 //! The Grafana dashboard and the Prometheus alert rules in
 //! `deploy/observability/` query only metrics the filter emits.
 //!
-//! The names the filter emits, in the flattened form Envoy's
-//! `/stats/prometheus` gives them (`wasmcustom.nected_key_auth.x.y` ->
-//! `nected_key_auth_x_y`), come from the source: the outcome counters from
-//! `Outcome::ALL`, the per-reason counters from `Reason::as_str` of every
-//! refusal, the per-key counters from sample key ids. Every metric name in a
-//! query must be one of them; every `__name__` regex selector must select
-//! names of exactly one family (outcomes, reasons, keys allowed, keys
-//! refused), and a selector of reasons or keys all of that family.
-//! The PromQL itself is parsed by `promtool check rules`, and the alert
-//! rules' behaviour is pinned by `promtool test rules`.
+//! The names come from the source: the outcome counters from
+//! `Outcome::ALL`, the per-reason counters' label values from `Reason::as_str`
+//! of every refusal. Their Prometheus form is Envoy's `/stats/prometheus`
+//! with the `stats_tags` of the shipped bootstraps (docs/operations.md):
+//! `nected_key_auth.<outcome>` -> `nected_key_auth_<outcome>`,
+//! `nected_key_auth.denied.<reason>` ->
+//! `nected_key_auth_denied{nected_key_auth_reason="<reason>"}`,
+//! `nected_key_auth.key.<id>.allowed|refused` ->
+//! `nected_key_auth_key_allowed|refused{nected_key_id="<id>"}`.
+//!
+//! Every metric name in a query must be one of them, every `__name__` regex
+//! selector must select names of exactly one family, a reason label value
+//! must be a refusal reason, and a tag label is only used with the metric
+//! that carries it. The PromQL itself is parsed by `promtool check rules`,
+//! and the alert rules' behaviour is pinned by `promtool test rules`.
 
 use nected_key_auth::decide::{Outcome, Reason};
 use nected_key_auth::path::PathError;
@@ -110,42 +115,55 @@ fn refusal_reasons() -> Vec<&'static str> {
         .collect()
 }
 
-/// Envoy's Prometheus name: every character outside `[a-zA-Z0-9_]` -> `_`.
+/// The tag labels of the shipped bootstraps' `stats_tags`.
+const KEY_ID: &str = "nected_key_id";
+const REASON: &str = "nected_key_auth_reason";
+
+/// A metric the filter emits, in its Prometheus form.
+struct Metric {
+    name: String,
+    family: Family,
+    /// The tag label it carries, if any.
+    label: Option<&'static str>,
+}
+
+/// Envoy's Prometheus name of a stat whose tags were extracted: every
+/// character outside `[a-zA-Z0-9_]` -> `_`.
 fn prometheus(stat: &str) -> String {
     stat.chars()
         .map(|c| if c.is_ascii_alphanumeric() { c } else { '_' })
         .collect()
 }
 
-/// (name, family) of every metric the filter emits, for sample key ids.
-fn emitted() -> Vec<(String, Family)> {
-    let mut names = Vec::new();
-    for o in Outcome::ALL {
-        names.push((
-            prometheus(&format!("nected_key_auth.{}", o.as_str())),
-            Family::Outcome,
-        ));
-    }
-    for r in refusal_reasons() {
-        names.push((
-            prometheus(&format!("nected_key_auth.denied.{r}")),
-            Family::Reason,
-        ));
-    }
-    // Ids that look like other names on purpose.
-    for id in ["billing-demo", "cron", "a.b", "x_allowed", "denied", "key"] {
-        names.push((
-            prometheus(&format!("nected_key_auth.key.{id}.allowed")),
-            Family::KeyAllowed,
-        ));
-        names.push((
-            prometheus(&format!("nected_key_auth.key.{id}.refused")),
-            Family::KeyRefused,
-        ));
-    }
-    let distinct: BTreeSet<&String> = names.iter().map(|(n, _)| n).collect();
-    assert_eq!(distinct.len(), names.len(), "two stats flatten to one name");
-    names
+fn emitted() -> Vec<Metric> {
+    let mut metrics: Vec<Metric> = Outcome::ALL
+        .iter()
+        .map(|o| Metric {
+            name: prometheus(&format!("nected_key_auth.{}", o.as_str())),
+            family: Family::Outcome,
+            label: None,
+        })
+        .collect();
+    // `nected_key_auth.denied.<reason>` without its tag `.<reason>`, and
+    // `nected_key_auth.key.<id>.allowed` without `<id>.`.
+    metrics.push(Metric {
+        name: prometheus("nected_key_auth.denied"),
+        family: Family::Reason,
+        label: Some(REASON),
+    });
+    metrics.push(Metric {
+        name: prometheus("nected_key_auth.key.allowed"),
+        family: Family::KeyAllowed,
+        label: Some(KEY_ID),
+    });
+    metrics.push(Metric {
+        name: prometheus("nected_key_auth.key.refused"),
+        family: Family::KeyRefused,
+        label: Some(KEY_ID),
+    });
+    let distinct: BTreeSet<&String> = metrics.iter().map(|m| &m.name).collect();
+    assert_eq!(distinct.len(), metrics.len(), "two metrics share a name");
+    metrics
 }
 
 /// The subset of Prometheus regular expressions the queries use: literal
@@ -214,11 +232,14 @@ struct Query {
     names: Vec<String>,
     /// Selectors with `__name__` matchers: (positive regexes, negative ones).
     selectors: Vec<(Vec<String>, Vec<String>)>,
+    /// Tag labels used (in `by (…)` or a matcher).
+    labels: BTreeSet<String>,
+    /// Values matched against the reason label: (operator, value).
+    reasons: Vec<(String, String)>,
 }
 
-/// Metric names and `__name__` matchers of a PromQL expression. Quoted
-/// strings (label values, `label_replace` arguments) are skipped, except as
-/// the value of a `__name__` matcher.
+/// Metric names, `__name__` matchers and tag labels of a PromQL expression.
+/// Quoted strings are skipped, except as the value of a matcher.
 fn scan(expr: &str) -> Query {
     let mut q = Query::default();
     let b = expr.as_bytes();
@@ -234,6 +255,13 @@ fn scan(expr: &str) -> Query {
         *i += 1;
         expr[start..*i - 1].to_owned()
     };
+    let word = |i: &mut usize| -> String {
+        let start = *i;
+        while *i < b.len() && (b[*i].is_ascii_alphanumeric() || b[*i] == b'_') {
+            *i += 1;
+        }
+        expr[start..*i].to_owned()
+    };
     while i < b.len() {
         match b[i] {
             b'"' | b'\'' => {
@@ -242,26 +270,43 @@ fn scan(expr: &str) -> Query {
             b'{' => {
                 let (mut pos, mut neg) = (Vec::new(), Vec::new());
                 i += 1;
-                while b[i] != b'}' {
-                    let rest = &expr[i..];
-                    if let Some(r) = rest.strip_prefix("__name__") {
-                        let r = r.trim_start();
-                        i = expr.len() - r.len();
-                        let op = &expr[i..i + 2];
-                        i += 2;
-                        while b[i] == b' ' {
-                            i += 1;
-                        }
-                        let value = quoted(&mut i);
-                        match op {
+                loop {
+                    while matches!(b[i], b' ' | b',' | b'\n') {
+                        i += 1;
+                    }
+                    if b[i] == b'}' {
+                        break;
+                    }
+                    let label = word(&mut i);
+                    assert!(!label.is_empty(), "matcher in {expr:?}");
+                    while b[i] == b' ' {
+                        i += 1;
+                    }
+                    let op_len = if b[i] == b'=' && b[i + 1] != b'~' {
+                        1
+                    } else {
+                        2
+                    };
+                    let op = expr[i..i + op_len].to_owned();
+                    i += op_len;
+                    while b[i] == b' ' {
+                        i += 1;
+                    }
+                    let value = quoted(&mut i);
+                    match label.as_str() {
+                        "__name__" => match op.as_str() {
                             "=~" => pos.push(value),
                             "!~" => neg.push(value),
-                            _ => panic!("__name__ matcher {op:?} in {expr:?}: use a plain name"),
+                            _ => panic!("__name__{op} in {expr:?}: use a plain name"),
+                        },
+                        REASON => {
+                            q.labels.insert(label);
+                            q.reasons.push((op, value));
                         }
-                    } else if b[i] == b'"' || b[i] == b'\'' {
-                        quoted(&mut i);
-                    } else {
-                        i += 1;
+                        l if l.starts_with("nected") => {
+                            q.labels.insert(label);
+                        }
+                        _ => {}
                     }
                 }
                 i += 1;
@@ -271,13 +316,11 @@ fn scan(expr: &str) -> Query {
                 }
             }
             c if c.is_ascii_alphabetic() || c == b'_' => {
-                let start = i;
-                while i < b.len() && (b[i].is_ascii_alphanumeric() || b[i] == b'_') {
-                    i += 1;
-                }
-                let word = &expr[start..i];
-                if word.starts_with("nected") {
-                    q.names.push(word.to_owned());
+                let w = word(&mut i);
+                if w == KEY_ID || w == REASON {
+                    q.labels.insert(w);
+                } else if w.starts_with("nected") {
+                    q.names.push(w);
                 }
             }
             _ => i += 1,
@@ -287,49 +330,60 @@ fn scan(expr: &str) -> Query {
 }
 
 /// Checks one expression; returns the families it reads.
-fn check_expr(expr: &str, emitted: &[(String, Family)]) -> BTreeSet<Family> {
+fn check_expr(expr: &str, emitted: &[Metric]) -> BTreeSet<Family> {
     let q = scan(expr);
     assert!(
         !q.names.is_empty() || !q.selectors.is_empty(),
         "no metric in {expr:?}"
     );
-    let mut families = BTreeSet::new();
+    let mut read: Vec<&Metric> = Vec::new();
     for name in &q.names {
-        let family = emitted
+        let m = emitted
             .iter()
-            .find(|(n, _)| n == name)
-            .map(|(_, f)| *f)
+            .find(|m| &m.name == name)
             .unwrap_or_else(|| panic!("{name} is not a metric the filter emits ({expr:?})"));
-        assert!(
-            matches!(family, Family::Outcome | Family::Reason),
-            "{name}: name per-key counters through a __name__ regex"
-        );
-        families.insert(family);
+        read.push(m);
     }
     for (pos, neg) in &q.selectors {
         let pos: Vec<_> = pos.iter().map(|r| parse_regex(r)).collect();
         let neg: Vec<_> = neg.iter().map(|r| parse_regex(r)).collect();
-        let selected: Vec<&(String, Family)> = emitted
+        let selected: Vec<&Metric> = emitted
             .iter()
-            .filter(|(n, _)| {
-                pos.iter().all(|p| regex_matches(p, n)) && !neg.iter().any(|p| regex_matches(p, n))
+            .filter(|m| {
+                pos.iter().all(|p| regex_matches(p, &m.name))
+                    && !neg.iter().any(|p| regex_matches(p, &m.name))
             })
             .collect();
         assert!(!selected.is_empty(), "{expr:?} selects no emitted metric");
-        let kinds: BTreeSet<Family> = selected.iter().map(|(_, f)| *f).collect();
-        assert_eq!(
-            kinds.len(),
-            1,
-            "{expr:?} mixes metric families: {selected:?}"
-        );
-        let family = *kinds.first().unwrap();
-        if family != Family::Outcome {
-            let all = emitted.iter().filter(|(_, f)| *f == family).count();
-            assert_eq!(selected.len(), all, "{expr:?} misses some of {family:?}");
-        }
-        families.insert(family);
+        let kinds: BTreeSet<Family> = selected.iter().map(|m| m.family).collect();
+        let names: Vec<&str> = selected.iter().map(|m| m.name.as_str()).collect();
+        assert_eq!(kinds.len(), 1, "{expr:?} mixes metric families: {names:?}");
+        read.extend(selected);
     }
-    families
+    // A tag label only with a metric that carries it.
+    for label in &q.labels {
+        assert!(
+            read.iter().any(|m| m.label == Some(label.as_str())),
+            "{expr:?} uses {label} on metrics without it"
+        );
+    }
+    let reasons = refusal_reasons();
+    for (op, value) in &q.reasons {
+        match op.as_str() {
+            "=" | "!=" => assert!(
+                reasons.contains(&value.as_str()),
+                "{value:?} is not a refusal reason ({expr:?})"
+            ),
+            _ => {
+                let re = parse_regex(value);
+                assert!(
+                    reasons.iter().any(|r| regex_matches(&re, r)),
+                    "{value:?} matches no refusal reason ({expr:?})"
+                );
+            }
+        }
+    }
+    read.iter().map(|m| m.family).collect()
 }
 
 fn repo() -> PathBuf {
@@ -394,33 +448,46 @@ fn promtool(args: &[&str], dir: &Path) {
 }
 
 #[test]
-fn reason_families_do_not_collide() {
-    // A reason counter must never be mistaken for an outcome counter.
-    let e = emitted();
-    assert_eq!(e.iter().filter(|(_, f)| *f == Family::Outcome).count(), 8);
-    assert!(e.iter().any(|(n, _)| n == "nected_key_auth_denied_revoked"));
-    assert!(e
-        .iter()
-        .any(|(n, _)| n == "nected_key_auth_key_billing_demo_allowed"));
-}
-
-#[test]
 fn scanner_and_matcher_catch_mistakes() {
     let e = emitted();
     let bad = [
-        "rate(nected_key_auth_denied_revokd[5m])",
+        // The name without the shipped stats_tags.
+        "rate(nected_key_auth_denied_revoked[5m])",
         "rate(nected_key_auth_key_cron_allowed[5m])",
-        r#"rate({__name__=~"nected_key_auth_denied_.+"}[5m])"#,
-        r#"rate({__name__=~"nected_key_auth_key_.+"}[5m])"#,
-        r#"rate({__name__=~"nected_key_auth_denied_(no_key|revoked)"}[5m])"#,
+        r#"rate(nected_key_auth_denied{nected_key_auth_reason="revokd"}[5m])"#,
+        r#"rate(nected_key_auth_denied{nected_key_auth_reason=~"revokd|expird"}[5m])"#,
+        "sum by (nected_key_id) (rate(nected_key_auth_denied[5m]))",
+        r#"rate(nected_key_auth_key_allowed{nected_key_auth_reason="revoked"}[5m])"#,
+        r#"rate({__name__=~"nected_key_auth_.+"}[5m])"#,
         r#"rate({__name__=~"nected_key_auth_nothing_.*"}[5m])"#,
     ];
     for expr in bad {
         let caught = std::panic::catch_unwind(|| check_expr(expr, &e)).is_err();
         assert!(caught, "{expr} passed the check");
     }
+    let good =
+        r#"sum by (nected_key_id) (rate(nected_key_auth_key_refused{nected_key_id=~".+"}[5m]))"#;
+    assert_eq!(check_expr(good, &e), BTreeSet::from([Family::KeyRefused]));
     let p = parse_regex("a_(b|cd).+_e");
     assert!(regex_matches(&p, "a_cdx_e") && !regex_matches(&p, "a_cd_e"));
+}
+
+#[test]
+fn tag_labels_are_the_shipped_bootstraps() {
+    // The labels come from `stats_config.stats_tags` in the shipped Envoy
+    // bootstraps; where a bootstrap defines tags, it defines these.
+    for file in ["envoy/envoy.yaml", "deploy/envoy-ecds/envoy.yaml"] {
+        let text = std::fs::read_to_string(repo().join(file)).unwrap();
+        let doc: serde_yaml::Value = serde_yaml::from_str(&text).unwrap();
+        let Some(tags) = doc["stats_config"]["stats_tags"].as_sequence() else {
+            continue;
+        };
+        let names: BTreeSet<&str> = tags.iter().filter_map(|t| t["tag_name"].as_str()).collect();
+        assert!(
+            names.contains(KEY_ID) && names.contains(REASON),
+            "{file}: stats_tags {names:?}"
+        );
+    }
 }
 
 #[test]

@@ -182,10 +182,17 @@ fn broken_links(file: &Path, text: &str) -> (usize, Vec<String>) {
 }
 
 /// `make` targets named in code: `make run`, `make build crash-build envoy`.
+/// Shell comments are prose (`# with make run it is live`), not commands.
 fn make_targets(code: &[String]) -> BTreeSet<String> {
     let mut out = BTreeSet::new();
-    for snippet in code {
-        let words: Vec<&str> = snippet.split_whitespace().collect();
+    for line in code.iter().flat_map(|snippet| snippet.lines()) {
+        let command = match line.find('#') {
+            Some(i) if line[..i].trim().is_empty() || line[..i].ends_with([' ', '\t']) => {
+                &line[..i]
+            }
+            _ => line,
+        };
+        let words: Vec<&str> = command.split_whitespace().collect();
         for (i, w) in words.iter().enumerate() {
             if *w != "make" {
                 continue;
@@ -282,7 +289,11 @@ fn the_checks_catch_mistakes() {
     assert_eq!(broken.len(), 2, "{broken:?}");
     assert!(broken[0].contains("nope.md") && broken[1].contains("#nope"));
 
-    let code = split("run `make build crash-build envoy && x`, not make prose\n```sh\nFOO=1 make soak # long\n```\n").code;
+    let code = split(
+        "run `make build crash-build envoy && x`, not make prose\n\
+         ```sh\nFOO=1 make soak # long\nx # with make run it is live\n```\n",
+    )
+    .code;
     assert_eq!(
         make_targets(&code),
         BTreeSet::from(["build", "crash-build", "envoy", "soak"].map(str::to_owned))

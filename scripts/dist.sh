@@ -14,8 +14,9 @@
 # application/vnd.oci.image.layer.v1.tar+gzip layer holding `plugin.wasm` at
 # the root. It is built by buildah (daemonless, no Docker engine), with its
 # storage under .tools/containers, and stamped with the time of the last
-# commit (SOURCE_DATE_EPOCH), so the same commit gives the same digest.
-# tests/dist.rs reads it back.
+# commit (SOURCE_DATE_EPOCH), so the same commit gives the same digest (the
+# script builds it twice and fails if the two differ). tests/dist.rs reads it
+# back.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -45,19 +46,28 @@ bh() {
 ctx=$(mktemp -d)
 trap 'rm -rf "$ctx"; [ -n "${ctr:-}" ] && bh rm "$ctr" >/dev/null 2>&1 || true' EXIT
 cp "$wasm" "$ctx/plugin.wasm"
-ctr=$(bh from --quiet scratch)
-bh copy --quiet --chmod 0444 "$ctr" "$ctx/plugin.wasm" /plugin.wasm
-bh config \
-  --annotation "org.opencontainers.image.title=nected-key-auth" \
-  --annotation "org.opencontainers.image.version=$version" \
-  --annotation "org.opencontainers.image.licenses=Apache-2.0" \
-  --annotation "org.opencontainers.image.description=proxy-wasm API-key authentication filter (plugin.wasm)" \
-  --label "org.opencontainers.image.version=$version" \
-  "$ctr"
-bh commit --quiet --rm --format oci --disable-compression=false \
-  --identity-label=false --timestamp "$epoch" \
-  "$ctr" "oci:$out/$name.oci:$version" >/dev/null
-ctr=
+
+# image DEST: the one-layer image of $ctx/plugin.wasm, committed to DEST.
+image() {
+  ctr=$(bh from --quiet scratch)
+  bh copy --quiet --chmod 0444 "$ctr" "$ctx/plugin.wasm" /plugin.wasm
+  bh config \
+    --annotation "org.opencontainers.image.title=nected-key-auth" \
+    --annotation "org.opencontainers.image.version=$version" \
+    --annotation "org.opencontainers.image.licenses=Apache-2.0" \
+    --annotation "org.opencontainers.image.description=proxy-wasm API-key authentication filter (plugin.wasm)" \
+    --label "org.opencontainers.image.version=$version" \
+    --created-by "make dist: plugin.wasm = nected_key_auth-$version.wasm" \
+    "$ctr"
+  bh commit --quiet --rm --format oci --disable-compression=false \
+    --identity-label=false --timestamp "$epoch" "$ctr" "$1" >/dev/null
+  ctr=
+}
+image "oci:$out/$name.oci:$version"
+# Built twice: the same inputs must give the same image, byte for byte.
+image "oci:$ctx/again.oci:$version"
+cmp -s "$out/$name.oci/index.json" "$ctx/again.oci/index.json" \
+  || { echo "dist: two builds of the image differ; it is not reproducible" >&2; exit 1; }
 
 # The manifest digest, which WasmPlugin / EnvoyExtensionPolicy pin.
 python3 - "$out/$name.oci" "$version" > "$out/$name.oci.digest" <<'PY'

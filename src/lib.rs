@@ -6,6 +6,7 @@
 //! `wasm32` only) reads headers, calls [`Policy::decide`](policy::Policy) and
 //! applies the result.
 
+pub mod canonical;
 pub mod config;
 pub mod decide;
 pub mod host;

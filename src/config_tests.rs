@@ -84,7 +84,9 @@ fn kind(p: &Problem) -> P {
         Problem::Syntax { .. } => P::Syntax,
         Problem::Empty => P::Empty,
         Problem::WrongType { .. } => P::Type,
-        Problem::UnknownField | Problem::UnknownFieldNotShown => P::Unknown,
+        Problem::UnknownField
+        | Problem::UnknownFieldNotShown
+        | Problem::UnknownFieldDidYouMean { .. } => P::Unknown,
         Problem::RepeatedField => P::Repeated,
         Problem::MissingField => P::Missing,
         Problem::EmptyList => P::EmptyList,

@@ -19,3 +19,6 @@ pub mod wire;
 
 #[cfg(target_arch = "wasm32")]
 mod filter;
+
+#[cfg(not(target_arch = "wasm32"))]
+pub mod cli;

@@ -607,3 +607,24 @@ fn check_suggests_the_field_a_near_miss_means_and_hides_secrets() {
     );
     assert!(!err.contains("nk_N7i") && !err.contains(&digest), "{err}");
 }
+
+#[test]
+fn docs_cli_md_is_the_help_text() {
+    // docs/cli.md is generated from the help; regenerate it with the loop in
+    // this test if the help changes.
+    let mut want = String::from(
+        "# `nected-key` command reference\n\nThe text below is what `nected-key --help` and `nected-key help COMMAND` print (a test checks it is current: `cargo test --test cli`). How the commands fit together in practice — rotation, revocation, deployment, metrics — is in [operations.md](operations.md).\n\n```\n",
+    );
+    want += &stdout(&run(&["--help"], None));
+    want += "```\n";
+    for command in COMMANDS {
+        want += &format!("\n## `{command}`\n\n```\n");
+        want += &stdout(&run(&["help", command], None));
+        want += "```\n";
+    }
+    let have = std::fs::read_to_string("docs/cli.md").unwrap();
+    assert!(
+        have == want,
+        "docs/cli.md differs from the help text:\n{want}"
+    );
+}

@@ -547,14 +547,17 @@ impl Envoy {
         false
     }
 
-    /// The filter's counters from `/stats`, by outcome.
+    /// The filter's outcome counters from `/stats`, by outcome (not the
+    /// per-key `key.<id>.*` and per-reason `denied.<reason>` ones).
     pub fn counters(&self) -> BTreeMap<String, u64> {
         let r = self.admin_get("/stats?filter=nected_key_auth").unwrap();
         String::from_utf8_lossy(&r.body)
             .lines()
             .filter_map(|l| {
                 let (name, value) = l.split_once(": ")?;
-                let outcome = name.strip_prefix("wasmcustom.nected_key_auth.")?;
+                let outcome = name
+                    .strip_prefix("wasmcustom.nected_key_auth.")
+                    .filter(|o| !o.contains('.'))?;
                 Some((outcome.to_owned(), value.trim().parse().ok()?))
             })
             .collect()

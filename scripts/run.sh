@@ -48,7 +48,10 @@ for _ in $(seq 1 100); do
     echo "Envoy exited; see its log above" >&2
     exit 1
   fi
-  if curl -fs http://127.0.0.1:9901/ready 2>/dev/null | grep -q LIVE; then
+  # LIVE, and the filter's configuration has arrived over ECDS.
+  if curl -fs http://127.0.0.1:9901/ready 2>/dev/null | grep -q LIVE &&
+    curl -fs 'http://127.0.0.1:9901/stats?filter=nected_key_auth.config_reload$' 2>/dev/null |
+    grep -q 'config_reload: [1-9]'; then
     break
   fi
   sleep 0.1

@@ -316,10 +316,16 @@ fn no_plaintext_demo_key_in_deploy() {
 /// (Kong's files are written by hand: they show two forms, see
 /// deploy/kong/README.md.)
 const RENDERED: &[(&str, &str)] = &[
-    ("envoy-ecds", "deploy/envoy-ecds/config/nected-key-auth.yaml"),
+    (
+        "envoy-ecds",
+        "deploy/envoy-ecds/config/nected-key-auth.yaml",
+    ),
     ("envoy-ecds", "envoy/ecds/nected-key-auth.yaml"),
     ("istio", "deploy/istio/wasm-plugin.yaml"),
-    ("envoy-gateway", "deploy/envoy-gateway/envoy-extension-policy.yaml"),
+    (
+        "envoy-gateway",
+        "deploy/envoy-gateway/envoy-extension-policy.yaml",
+    ),
     ("apisix", "deploy/apisix/route.json"),
 ];
 
@@ -327,7 +333,13 @@ const RENDERED: &[(&str, &str)] = &[
 fn rendered_examples_are_what_nected_key_render_writes() {
     for (gateway, file) in RENDERED {
         let out = Command::new(env!("CARGO_BIN_EXE_nected-key"))
-            .args(["render", "--gateway", gateway, "--config", "envoy/plugin-config.json"])
+            .args([
+                "render",
+                "--gateway",
+                gateway,
+                "--config",
+                "envoy/plugin-config.json",
+            ])
             .current_dir(repo())
             .output()
             .unwrap();
@@ -362,11 +374,20 @@ fn rendered_examples_are_what_nected_key_render_writes() {
 fn the_drift_test_can_fail() {
     // Guards the test above: a rendered file that differs is noticed.
     let out = Command::new(env!("CARGO_BIN_EXE_nected-key"))
-        .args(["render", "--gateway", "istio", "--config", "envoy/plugin-config.json"])
+        .args([
+            "render",
+            "--gateway",
+            "istio",
+            "--config",
+            "envoy/plugin-config.json",
+        ])
         .current_dir(repo())
         .output()
         .unwrap();
     let rendered = String::from_utf8(out.stdout).unwrap();
-    assert_ne!(read("deploy/envoy-gateway/envoy-extension-policy.yaml"), rendered);
+    assert_ne!(
+        read("deploy/envoy-gateway/envoy-extension-policy.yaml"),
+        rendered
+    );
     assert_ne!(rendered.replace("mode: enforce", "mode: report"), rendered);
 }

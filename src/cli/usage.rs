@@ -11,9 +11,13 @@ pub type Counts = BTreeMap<String, (u64, u64)>;
 
 /// Reads `/stats` from an Envoy admin address `http://HOST:PORT[/prefix]`.
 pub fn fetch_stats(admin: &str) -> Result<String, String> {
-    let rest = admin
-        .strip_prefix("http://")
-        .ok_or_else(|| format!("{admin}: the admin URL must start with http://"))?;
+    if admin.starts_with("https://") {
+        return Err(format!(
+            "{admin}: https is not supported; reach the admin port over http (keep it private)"
+        ));
+    }
+    // `127.0.0.1:9901` is taken as `http://127.0.0.1:9901`.
+    let rest = admin.strip_prefix("http://").unwrap_or(admin);
     let (authority, prefix) = match rest.find('/') {
         Some(i) => (rest.get(..i).unwrap_or(rest), rest.get(i..).unwrap_or("")),
         None => (rest, ""),

@@ -58,7 +58,7 @@ pub fn write(node: &Node, out: &mut impl Sink) -> bool {
             let mut order: Vec<usize> = (0..members.len()).collect();
             order.sort_by(|&a, &b| {
                 let name = |i: usize| members.get(i).map_or("", |(n, _)| &**n);
-                name(a).encode_utf16().cmp(name(b).encode_utf16())
+                utf16_order(name(a), name(b))
             });
             out.put(b"{");
             for (i, at) in order.into_iter().enumerate() {
@@ -78,6 +78,34 @@ pub fn write(node: &Node, out: &mut impl Sink) -> bool {
         }
     }
     true
+}
+
+/// Orders strings by their UTF-16 code units (RFC 8785 §3.2.3). UTF-8
+/// byte order agrees except between a character above U+FFFF (a surrogate
+/// pair, 0xD800..0xDFFF) and one in U+E000..U+FFFF: compare chars, mapping
+/// the former below the latter.
+fn utf16_order(a: &str, b: &str) -> std::cmp::Ordering {
+    let unit = |c: char| {
+        let c = u32::from(c);
+        if c > 0xFFFF {
+            0xD800 + ((c - 0x10000) >> 10)
+        } else {
+            c
+        }
+    };
+    let (mut a, mut b) = (a.chars(), b.chars());
+    loop {
+        match (a.next(), b.next()) {
+            (Some(x), Some(y)) if x == y => continue,
+            (Some(x), Some(y)) => {
+                // Equal leading units (two astral chars of one high
+                // surrogate) fall back to the chars, which then order as
+                // their low surrogates do.
+                return unit(x).cmp(&unit(y)).then(x.cmp(&y));
+            }
+            (x, y) => return x.is_some().cmp(&y.is_some()),
+        }
+    }
 }
 
 /// The canonical text of `node`, or `None` when it holds a number.
@@ -154,6 +182,37 @@ mod tests {
             canonical(r#"{"b":null,"a":null,"":null,"aa":null,"A":null}"#),
             r#"{"":null,"A":null,"a":null,"aa":null,"b":null}"#
         );
+    }
+
+    #[test]
+    fn utf16_order_agrees_with_encode_utf16() {
+        let words = [
+            "",
+            "a",
+            "aa",
+            "b",
+            "A",
+            "\u{e9}",
+            "\u{fb33}",
+            "\u{ffff}",
+            "\u{e000}",
+            "\u{1f600}",
+            "\u{1f601}",
+            "\u{10000}",
+            "\u{10ffff}",
+            "a\u{1f600}",
+            "a\u{fb33}",
+            "\u{d7ff}",
+        ];
+        for a in words {
+            for b in words {
+                assert_eq!(
+                    utf16_order(a, b),
+                    a.encode_utf16().cmp(b.encode_utf16()),
+                    "{a:?} {b:?}"
+                );
+            }
+        }
     }
 
     #[test]

@@ -15,7 +15,7 @@ export NKA_WASM  := $(abspath $(WASM))
 CRASH_WASM    := target/crash/wasm32-wasip1/release/nected_key_auth.wasm
 export NKA_CRASH_WASM := $(abspath $(CRASH_WASM))
 
-.PHONY: all build crash-build run test unit e2e lint fmt toolchain envoy dist dist-tools obs-tools bench bench-tools soak fuzz clean
+.PHONY: all build crash-build cli run test unit e2e lint fmt toolchain envoy dist dist-tools obs-tools bench bench-tools soak fuzz clean
 
 all: build
 
@@ -29,9 +29,15 @@ build: toolchain
 crash-build: toolchain
 	cargo build --lib --release --target wasm32-wasip1 --features test-crash --target-dir target/crash
 
-## run: Envoy on 127.0.0.1:10000 with the filter and an echo upstream
-run: build envoy
-	scripts/run.sh "$(ENVOY)"
+## run: Envoy on 127.0.0.1:10000 with the filter and an echo upstream;
+## envoy/plugin-config.json is live (edits reach Envoy without a restart)
+run: build envoy cli
+	scripts/run.sh "$(ENVOY)" "$(abspath $(NECTED_KEY))"
+
+## cli: the nected-key command, target/release/nected-key
+NECTED_KEY := target/release/nected-key
+cli: toolchain
+	cargo build --release --bin nected-key
 
 ## test: lint, unit tests, end-to-end tests through a real Envoy, and the
 ## release artifacts (dist/) and observability files read back

@@ -1132,8 +1132,15 @@ pub fn config(data: &[u8]) {
 }
 
 fn check_policy(p: &Policy, data: &[u8]) {
-    // Fingerprint: first 12 hex characters of the SHA-256 of the bytes.
-    assert_eq!(p.fingerprint, sha_hex(data)[..12]);
+    // Fingerprint: first 12 hex characters of the SHA-256 of the canonical
+    // form (RFC 8785), which itself compiles to the same fingerprint.
+    let node = nected_key_auth::json::Node::parse(data).unwrap();
+    let canonical = nected_key_auth::canonical::to_vec(&node).unwrap();
+    assert_eq!(p.fingerprint, sha_hex(&canonical)[..12]);
+    assert_eq!(
+        config::compile(&canonical).unwrap().fingerprint,
+        p.fingerprint
+    );
     // Keys, digests and clients are consistent.
     assert_eq!(p.by_digest.len(), p.keys.len());
     assert!(

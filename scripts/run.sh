@@ -1,8 +1,11 @@
 #!/usr/bin/env bash
-# `make run`: the echo upstream and Envoy with the filter, in the foreground.
-# Prints curl lines that work against it; Ctrl-C stops everything it started.
+# `make run`: the echo upstream, Envoy with the filter, and a watcher that
+# makes every change to envoy/plugin-config.json live (ECDS from a watched
+# folder, scripts/watch-config.sh), in the foreground. Prints curl lines
+# that work against it; Ctrl-C stops everything it started.
 set -euo pipefail
-ENVOY=${1:?usage: run.sh ENVOY_BINARY}
+ENVOY=${1:?usage: run.sh ENVOY_BINARY NECTED_KEY_BINARY}
+NECTED_KEY=${2:?usage: run.sh ENVOY_BINARY NECTED_KEY_BINARY}
 cd "$(dirname "$0")/.."
 # shellcheck source=../envoy/demo-keys.env
 . envoy/demo-keys.env
@@ -24,6 +27,17 @@ trap cleanup INT TERM EXIT
 
 python3 envoy/echo_upstream.py --port 18080 >/dev/null &
 pids+=($!)
+# The ECDS resource Envoy reads, rendered from envoy/plugin-config.json now
+# and on every change.
+if ! "$NECTED_KEY" render --gateway envoy-ecds --config envoy/plugin-config.json \
+    >envoy/ecds/.nected-key-auth.yaml.next; then
+  rm -f envoy/ecds/.nected-key-auth.yaml.next
+  echo "envoy/plugin-config.json is not a valid configuration; fix it first" >&2
+  exit 1
+fi
+mv -f envoy/ecds/.nected-key-auth.yaml.next envoy/ecds/nected-key-auth.yaml
+scripts/watch-config.sh envoy/plugin-config.json envoy/ecds/nected-key-auth.yaml "$NECTED_KEY" &
+pids+=($!)
 "$ENVOY" -c envoy/envoy.yaml --log-level info --component-log-level wasm:debug &
 envoy_pid=$!
 pids+=("$envoy_pid")
@@ -34,7 +48,10 @@ for _ in $(seq 1 100); do
     echo "Envoy exited; see its log above" >&2
     exit 1
   fi
-  if curl -fs http://127.0.0.1:9901/ready 2>/dev/null | grep -q LIVE; then
+  # LIVE, and the filter's configuration has arrived over ECDS.
+  if curl -fs http://127.0.0.1:9901/ready 2>/dev/null | grep -q LIVE &&
+    curl -fs 'http://127.0.0.1:9901/stats?filter=nected_key_auth.config_reload$' 2>/dev/null |
+    grep -q 'config_reload: [1-9]'; then
     break
   fi
   sleep 0.1
@@ -43,7 +60,10 @@ done
 cat <<TXT
 
 nected-key-auth is running: Envoy on http://127.0.0.1:10000, admin on 127.0.0.1:9901.
-Try (config: envoy/plugin-config.json; demo keys: envoy/demo-keys.env):
+envoy/plugin-config.json is live: save a change, or let nected-key make one,
+and it serves within a second (a rejected change is printed here, and the
+previous configuration keeps serving).
+Try (demo keys: envoy/demo-keys.env):
 
   # public route -> 200
   curl -i http://127.0.0.1:10000/healthz
@@ -58,6 +78,14 @@ Try (config: envoy/plugin-config.json; demo keys: envoy/demo-keys.env):
   # counters
   curl -s http://127.0.0.1:9901/stats | grep nected_key_auth
 
-Ctrl-C stops Envoy and the upstream.
+Keys, from another shell (nected-key is $NECTED_KEY):
+
+  key=\$($NECTED_KEY add --config envoy/plugin-config.json --id me)
+  curl -i -H "nected-api-key: \$key" http://127.0.0.1:10000/api/v1/workflows/demo   # 200
+  $NECTED_KEY revoke --config envoy/plugin-config.json me                          # then 401
+  $NECTED_KEY list --config envoy/plugin-config.json
+  $NECTED_KEY usage --admin http://127.0.0.1:9901 --config envoy/plugin-config.json
+
+Ctrl-C stops Envoy, the upstream and the watcher.
 TXT
 wait "$envoy_pid"

@@ -403,7 +403,9 @@ fn compile_node(node: &Node, bytes: &[u8], errors: &mut Errors) -> Option<Policy
             Auth::Private
         }
     };
-    let fingerprint = Sha256::digest(bytes);
+    // The canonical form: the same however the document was written.
+    let fingerprint =
+        crate::canonical::sha256(node).unwrap_or_else(|| Sha256::digest(bytes).into());
     Some(Policy {
         header: header.into(),
         www_authenticate: format!("ApiKey header=\"{header}\"").into(),

@@ -84,7 +84,9 @@ fn kind(p: &Problem) -> P {
         Problem::Syntax { .. } => P::Syntax,
         Problem::Empty => P::Empty,
         Problem::WrongType { .. } => P::Type,
-        Problem::UnknownField | Problem::UnknownFieldNotShown => P::Unknown,
+        Problem::UnknownField
+        | Problem::UnknownFieldNotShown
+        | Problem::UnknownFieldDidYouMean { .. } => P::Unknown,
         Problem::RepeatedField => P::Repeated,
         Problem::MissingField => P::Missing,
         Problem::EmptyList => P::EmptyList,
@@ -849,16 +851,23 @@ fn lookup_finds_every_key_among_many() {
 }
 
 #[test]
-fn fingerprint_is_the_first_12_hex_of_the_sha256_of_the_raw_bytes() {
-    for text in [
-        "{}",
-        "{ }",
-        "\n{}\n",
-        r#"{"mode":"report"}"#,
-        &fill(r#"{"keys":[{"id":"a","sha256":"@A"}]}"#),
+fn fingerprint_is_the_first_12_hex_of_the_sha256_of_the_canonical_form() {
+    for (text, canonical) in [
+        ("{}", "{}"),
+        ("{ }", "{}"),
+        ("\n{}\n", "{}"),
+        (r#"{"mode":"report"}"#, r#"{"mode":"report"}"#),
+        (
+            "{ \"require_tls\": false,\n  \"mode\" : \"rep\\u006frt\" }",
+            r#"{"mode":"report","require_tls":false}"#,
+        ),
+        (
+            &fill(r#"{"keys":[{"sha256":"@A","id":"a"}], "header": "x-key"}"#),
+            &fill(r#"{"header":"x-key","keys":[{"id":"a","sha256":"@A"}]}"#),
+        ),
     ] {
         let p = compile(text.as_bytes()).unwrap();
-        let want = &sha_hex(text.as_bytes())[..12];
+        let want = &sha_hex(canonical.as_bytes())[..12];
         assert_eq!(p.fingerprint, want, "{text:?}");
         assert_eq!(p.fingerprint.len(), 12);
         assert!(p
@@ -867,9 +876,8 @@ fn fingerprint_is_the_first_12_hex_of_the_sha256_of_the_raw_bytes() {
             .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b)));
     }
     assert_ne!(
-        compile(b"{}").unwrap().fingerprint,
-        compile(b"{ }").unwrap().fingerprint,
-        "raw bytes, not the parsed document"
+        compile(br#"{"mode":"report"}"#).unwrap().fingerprint,
+        compile(br#"{"mode":"enforce"}"#).unwrap().fingerprint,
     );
 }
 

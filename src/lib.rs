@@ -6,6 +6,7 @@
 //! `wasm32` only) reads headers, calls [`Policy::decide`](policy::Policy) and
 //! applies the result.
 
+pub mod canonical;
 pub mod config;
 pub mod decide;
 pub mod host;
@@ -18,3 +19,6 @@ pub mod wire;
 
 #[cfg(target_arch = "wasm32")]
 mod filter;
+
+#[cfg(not(target_arch = "wasm32"))]
+pub mod cli;

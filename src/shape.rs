@@ -169,6 +169,11 @@ pub enum Problem {
         found: &'static str,
     },
     UnknownField,
+    /// An unknown member close to a field name (`sha265`, `SHA256`): shown
+    /// with the field it probably means.
+    UnknownFieldDidYouMean {
+        field: &'static str,
+    },
     /// An unknown member whose name is not shown: it does not look like a
     /// field name, and could be a pasted key or digest.
     UnknownFieldNotShown,
@@ -199,6 +204,9 @@ impl fmt::Display for Problem {
                 write!(f, "must be {expected}, found {found}")
             }
             Problem::UnknownField => f.write_str("unknown field"),
+            Problem::UnknownFieldDidYouMean { field } => {
+                write!(f, "unknown field; did you mean `{field}`?")
+            }
             Problem::UnknownFieldNotShown => f.write_str(
                 "unknown field (its name is not shown: it does not look like a field name)",
             ),
@@ -323,7 +331,9 @@ pub fn check_object<'a>(
     let mut seen = vec![false; shape.fields.len()];
     for (name, value) in members {
         let Some(index) = shape.fields.iter().position(|f| f.name == name) else {
-            if looks_like_field_name(name) {
+            if let Some(field) = near_miss(name, shape) {
+                errors.add(path.field(name), Problem::UnknownFieldDidYouMean { field });
+            } else if looks_like_field_name(name) {
                 errors.add(path.field(name), Problem::UnknownField);
             } else {
                 errors.add(path.clone(), Problem::UnknownFieldNotShown);
@@ -365,6 +375,55 @@ fn looks_like_field_name(name: &str) -> bool {
         && name
             .bytes()
             .all(|b| b.is_ascii_alphabetic() || b == b'_' || b == b'$')
+}
+
+/// The field an unknown member name probably misspells: at most one edit
+/// (insertion, deletion, substitution or swap of neighbours) away from it,
+/// ignoring ASCII case, or two for names of 8 or more. Such a name is as
+/// short as a field name, so never a pasted key or digest, and may be shown.
+fn near_miss(name: &str, shape: &Object) -> Option<&'static str> {
+    let plain = name
+        .bytes()
+        .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-');
+    if name.len() > 24 || !plain {
+        return None;
+    }
+    let name = name.to_ascii_lowercase();
+    shape
+        .fields
+        .iter()
+        .map(|f| (edit_distance(name.as_bytes(), f.name.as_bytes()), f.name))
+        .filter(|&(d, field)| d <= if field.len() >= 8 { 2 } else { 1 })
+        .min_by_key(|&(d, _)| d)
+        .map(|(_, field)| field)
+}
+
+/// Optimal string alignment distance (Levenshtein plus adjacent swaps).
+fn edit_distance(a: &[u8], b: &[u8]) -> usize {
+    let width = b.len() + 1;
+    let mut d = vec![0usize; (a.len() + 1) * width];
+    let at = |i: usize, j: usize| i * width + j;
+    for i in 0..=a.len() {
+        for j in 0..=b.len() {
+            let value = if i == 0 || j == 0 {
+                i + j
+            } else {
+                let cost = usize::from(a.get(i - 1) != b.get(j - 1));
+                let get = |i, j| d.get(at(i, j)).copied().unwrap_or(usize::MAX - 1);
+                let mut v = (get(i - 1, j) + 1)
+                    .min(get(i, j - 1) + 1)
+                    .min(get(i - 1, j - 1) + cost);
+                if i > 1 && j > 1 && a.get(i - 1) == b.get(j - 2) && a.get(i - 2) == b.get(j - 1) {
+                    v = v.min(get(i - 2, j - 2) + 1);
+                }
+                v
+            };
+            if let Some(cell) = d.get_mut(at(i, j)) {
+                *cell = value;
+            }
+        }
+    }
+    d.last().copied().unwrap_or(0)
 }
 
 fn check_value(node: &Node, kind: &Kind, path: At, errors: &mut Errors) -> bool {
@@ -448,4 +507,80 @@ fn check_text(s: &str, rule: &Text, path: At, errors: &mut Errors) -> bool {
         return false;
     }
     true
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn errors(text: &str) -> Vec<String> {
+        match crate::config::compile(text.as_bytes()) {
+            Ok(_) => Vec::new(),
+            Err(errors) => errors.iter().map(ToString::to_string).collect(),
+        }
+    }
+
+    #[test]
+    fn near_misses_name_the_field_they_probably_mean() {
+        let digest = "ab".repeat(32);
+        for (member, want) in [
+            (
+                "sha265",
+                "$.keys[0].sha265: unknown field; did you mean `sha256`?",
+            ),
+            (
+                "SHA256",
+                "$.keys[0].SHA256: unknown field; did you mean `sha256`?",
+            ),
+            (
+                "sha_256",
+                "$.keys[0].sha_256: unknown field; did you mean `sha256`?",
+            ),
+            (
+                "sha25",
+                "$.keys[0].sha25: unknown field; did you mean `sha256`?",
+            ),
+            (
+                "reovked",
+                "$.keys[0].reovked: unknown field; did you mean `revoked`?",
+            ),
+            (
+                "expire",
+                "$.keys[0].expire: unknown field; did you mean `expires`?",
+            ),
+            (
+                "notbefore",
+                "$.keys[0].notbefore: unknown field; did you mean `not_before`?",
+            ),
+        ] {
+            let text = format!(
+                r#"{{"keys":[{{"id":"a","sha256":"{digest}","{member}":"2030-01-01T00:00:00Z"}}]}}"#
+            );
+            assert_eq!(errors(&text), [want], "{member}");
+        }
+    }
+
+    #[test]
+    fn a_secret_looking_member_stays_hidden() {
+        let digest = "ab".repeat(32);
+        for member in [
+            "nk_N7iDDqgYNCI3rrLc837ImsGxi9El1gyJIHzGsizyOes".to_owned(),
+            digest.clone(),
+            "s3cr3t-value".to_owned(),
+        ] {
+            let text = format!(r#"{{"keys":[{{"id":"a","sha256":"{digest}","{member}":true}}]}}"#);
+            let errors = errors(&text);
+            assert_eq!(errors.len(), 1, "{errors:?}");
+            assert!(errors[0].starts_with("$.keys[0]: unknown field (its name is not shown"));
+            assert!(!errors[0].contains(&member));
+        }
+    }
+
+    #[test]
+    fn edit_distance_counts_swaps_as_one() {
+        assert_eq!(edit_distance(b"sha265", b"sha256"), 1);
+        assert_eq!(edit_distance(b"", b"abc"), 3);
+        assert_eq!(edit_distance(b"kitten", b"sitting"), 3);
+        assert_eq!(edit_distance(b"mode", b"mode"), 0);
+    }
 }

@@ -74,6 +74,12 @@ const EXAMPLES: &[Example] = &[
         path: "resources/0/typed_config/config/configuration/value",
         embed: Embed::JsonString,
     },
+    Example {
+        file: "envoy/ecds/nected-key-auth.yaml",
+        doc: 0,
+        path: "resources/0/typed_config/config/configuration/value",
+        embed: Embed::JsonString,
+    },
 ];
 
 fn repo() -> PathBuf {
@@ -303,4 +309,85 @@ fn no_plaintext_demo_key_in_deploy() {
             );
         }
     }
+}
+
+/// The examples `nected-key render` writes, by gateway: each file must be
+/// exactly `nected-key render --gateway G --config envoy/plugin-config.json`.
+/// (Kong's files are written by hand: they show two forms, see
+/// deploy/kong/README.md.)
+const RENDERED: &[(&str, &str)] = &[
+    (
+        "envoy-ecds",
+        "deploy/envoy-ecds/config/nected-key-auth.yaml",
+    ),
+    ("envoy-ecds", "envoy/ecds/nected-key-auth.yaml"),
+    ("istio", "deploy/istio/wasm-plugin.yaml"),
+    (
+        "envoy-gateway",
+        "deploy/envoy-gateway/envoy-extension-policy.yaml",
+    ),
+    ("apisix", "deploy/apisix/route.json"),
+];
+
+#[test]
+fn rendered_examples_are_what_nected_key_render_writes() {
+    for (gateway, file) in RENDERED {
+        let out = Command::new(env!("CARGO_BIN_EXE_nected-key"))
+            .args([
+                "render",
+                "--gateway",
+                gateway,
+                "--config",
+                "envoy/plugin-config.json",
+            ])
+            .current_dir(repo())
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{}", describe(&out));
+        assert!(
+            read(file) == String::from_utf8_lossy(&out.stdout),
+            "{file} differs from `nected-key render --gateway {gateway} --config envoy/plugin-config.json`; \
+             regenerate it:\n  nected-key render --gateway {gateway} --config envoy/plugin-config.json > {file}"
+        );
+        // And `check` reads it back, with the plain JSON's fingerprint.
+        let plain = Command::new(env!("CARGO_BIN_EXE_nected-key"))
+            .args(["check", "envoy/plugin-config.json"])
+            .current_dir(repo())
+            .output()
+            .unwrap();
+        let checked = Command::new(env!("CARGO_BIN_EXE_nected-key"))
+            .args(["check", file])
+            .current_dir(repo())
+            .output()
+            .unwrap();
+        assert!(checked.status.success(), "{file}: {}", describe(&checked));
+        let fingerprint = |o: &std::process::Output| {
+            let s = String::from_utf8_lossy(&o.stdout).into_owned();
+            let at = s.find("(config ").unwrap() + 8;
+            s[at..at + 12].to_owned()
+        };
+        assert_eq!(fingerprint(&checked), fingerprint(&plain), "{file}");
+    }
+}
+
+#[test]
+fn the_drift_test_can_fail() {
+    // Guards the test above: a rendered file that differs is noticed.
+    let out = Command::new(env!("CARGO_BIN_EXE_nected-key"))
+        .args([
+            "render",
+            "--gateway",
+            "istio",
+            "--config",
+            "envoy/plugin-config.json",
+        ])
+        .current_dir(repo())
+        .output()
+        .unwrap();
+    let rendered = String::from_utf8(out.stdout).unwrap();
+    assert_ne!(
+        read("deploy/envoy-gateway/envoy-extension-policy.yaml"),
+        rendered
+    );
+    assert_ne!(rendered.replace("mode: enforce", "mode: report"), rendered);
 }

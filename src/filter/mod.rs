@@ -12,6 +12,7 @@ use crate::wire;
 use proxy_wasm::traits::{Context, HttpContext, RootContext};
 use proxy_wasm::types::{Action, ContextType};
 use std::cell::RefCell;
+use std::collections::HashMap;
 use std::rc::Rc;
 
 proxy_wasm::main! {{
@@ -29,6 +30,19 @@ struct State {
     reply_headers: Vec<Vec<u8>>,
     /// The per-request filter state value and log line, reused.
     buf: RefCell<Vec<u8>>,
+    /// Per-key and per-reason counters, defined the first time each is
+    /// needed: 10,000 configured keys cost no stats until presented.
+    detail: RefCell<Detail>,
+}
+
+/// Counter ids defined on first use.
+#[derive(Default)]
+struct Detail {
+    /// By the key's address in the policy (fixed while this state lives):
+    /// `[allowed, refused]`.
+    keys: HashMap<usize, [Option<u32>; 2]>,
+    /// By `Reason::as_str()` of a refusal.
+    reasons: Vec<(&'static str, u32)>,
 }
 
 /// proxy-wasm's `debug` log level.
@@ -62,6 +76,53 @@ impl State {
             counters,
             reply_headers,
             buf: RefCell::new(Vec::with_capacity(160)),
+            detail: RefCell::default(),
+        }
+    }
+
+    /// `nected_key_auth.key.<id>.allowed` / `.refused` for the key the
+    /// presented value matched, and `nected_key_auth.denied.<reason>` for a
+    /// refusal (in report mode: what enforce would have done).
+    fn count_detail(&self, d: &Decision) {
+        let refused = !matches!(d.outcome, Outcome::Public | Outcome::Allowed);
+        let Ok(mut detail) = self.detail.try_borrow_mut() else {
+            return;
+        };
+        if let Some(key) = d.key {
+            let (slot, suffix) = if refused {
+                (1, "refused")
+            } else {
+                (0, "allowed")
+            };
+            let ids = detail
+                .keys
+                .entry(key as *const _ as usize)
+                .or_insert([None, None]);
+            if let Some(cached) = ids.get_mut(slot) {
+                if cached.is_none() {
+                    *cached =
+                        abi::define_counter(&format!("nected_key_auth.key.{}.{suffix}", key.id));
+                }
+                if let Some(id) = *cached {
+                    abi::increment(id);
+                }
+            }
+        }
+        if refused {
+            let reason = d.reason.as_str();
+            let id = match detail.reasons.iter().find(|(r, _)| *r == reason) {
+                Some(&(_, id)) => Some(id),
+                None => {
+                    let id = abi::define_counter(&format!("nected_key_auth.denied.{reason}"));
+                    if let Some(id) = id {
+                        detail.reasons.push((reason, id));
+                    }
+                    id
+                }
+            };
+            if let Some(id) = id {
+                abi::increment(id);
+            }
         }
     }
 
@@ -98,7 +159,7 @@ impl RootContext for Root {
                 let s = policy.summary(now.unwrap_or(0));
                 let micros = now.zip(started).map_or(0, |(b, a)| (b - a).max(0) / 1000);
                 log::info!(
-                    "configured mode={} routes={} keys={} clients={} revoked={} expired={} expiring_7d={} config={} in {}.{:03} ms",
+                    "configured mode={} routes={} keys={} clients={} revoked={} expired={} expiring_7d={} config={} version={} in {}.{:03} ms",
                     policy.mode.as_str(),
                     s.routes,
                     s.keys,
@@ -107,6 +168,7 @@ impl RootContext for Root {
                     s.expired,
                     s.expiring_7d,
                     policy.fingerprint,
+                    env!("CARGO_PKG_VERSION"),
                     micros / 1000,
                     micros % 1000
                 );
@@ -206,6 +268,7 @@ impl HttpContext for Request {
 /// Counts, logs and exposes (as filter state) the outcome of a request.
 fn record(state: &State, d: &Decision) {
     state.count(d.outcome);
+    state.count_detail(d);
     let Ok(mut buf) = state.buf.try_borrow_mut() else {
         return;
     };

@@ -502,7 +502,7 @@ fn contract_example_over_http1_http2_and_grpc() {
     let total: u64 = want.0.values().sum();
     let filter_log = envoy.wait_decisions(total as usize);
     let log = envoy.log();
-    let fingerprint = &sha256_hex(config.as_bytes())[..12];
+    let fingerprint = fingerprint(&config);
     let summary = format!(
         "configured mode=enforce routes=6 keys=6 clients=3 revoked=1 expired=1 expiring_7d=1 config={fingerprint}"
     );

@@ -97,7 +97,7 @@ fn ecds_updates_keys_without_restart_and_refuses_a_bad_update() {
         &envoy.send(Req::get("/x").key(OLD)),
         401,
     );
-    let fingerprint = &sha256_hex(format!("{rotated}\n").as_bytes())[..12];
+    let fingerprint = fingerprint(&rotated);
     t.check(
         "the update logs its summary and fingerprint",
         envoy.log().contains(&format!(

@@ -72,6 +72,16 @@ pub fn sha256_hex(data: &[u8]) -> String {
     })
 }
 
+/// The configuration fingerprint the contract specifies, computed
+/// independently of the filter: the first 12 hex characters of the SHA-256
+/// of the RFC 8785 canonical form. For a document without numbers, that form
+/// is `serde_json`'s compact output of a `Value` (members in a `BTreeMap`,
+/// so sorted; minimal escapes).
+pub fn fingerprint(config: &str) -> String {
+    let value: serde_json::Value = serde_json::from_str(config).unwrap();
+    sha256_hex(serde_json::to_string(&value).unwrap().as_bytes())[..12].to_owned()
+}
+
 /// RFC 3339 for `now + offset_secs` (UTC), for keys with time bounds.
 pub fn rfc3339_from_now(offset_secs: i64) -> String {
     let now = SystemTime::now()
@@ -537,14 +547,17 @@ impl Envoy {
         false
     }
 
-    /// The filter's counters from `/stats`, by outcome.
+    /// The filter's outcome counters from `/stats`, by outcome (not the
+    /// per-key `key.<id>.*` and per-reason `denied.<reason>` ones).
     pub fn counters(&self) -> BTreeMap<String, u64> {
         let r = self.admin_get("/stats?filter=nected_key_auth").unwrap();
         String::from_utf8_lossy(&r.body)
             .lines()
             .filter_map(|l| {
                 let (name, value) = l.split_once(": ")?;
-                let outcome = name.strip_prefix("wasmcustom.nected_key_auth.")?;
+                let outcome = name
+                    .strip_prefix("wasmcustom.nected_key_auth.")
+                    .filter(|o| !o.contains('.'))?;
                 Some((outcome.to_owned(), value.trim().parse().ok()?))
             })
             .collect()

@@ -16,6 +16,7 @@ mod ecds;
 mod failure;
 mod floods;
 mod modes;
+mod operators;
 mod paths;
 mod reload;
 mod shipped;

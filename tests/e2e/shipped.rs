@@ -1,22 +1,9 @@
-//! The shipped Envoy setup: it validates, it embeds envoy/plugin-config.json
-//! verbatim, and the curl lines `make run` prints work against it.
+//! The shipped Envoy setup: it validates, its ECDS resource is
+//! envoy/plugin-config.json as `nected-key render` writes it, and the curl
+//! lines `make run` prints work against it.
 
 use crate::harness::*;
 use std::process::Command;
-
-/// The block-scalar plugin configuration embedded in an Envoy YAML file.
-pub fn embedded_plugin_config(yaml: &str) -> String {
-    let mut lines = yaml
-        .lines()
-        .skip_while(|l| !l.trim_end().ends_with("value: |"));
-    let head = lines.next().expect("a `value: |` block");
-    let base = head.len() - head.trim_start().len();
-    lines
-        .take_while(|l| l.trim().is_empty() || l.len() - l.trim_start().len() > base)
-        .map(|l| l.trim_start())
-        .collect::<Vec<_>>()
-        .join("\n")
-}
 
 fn demo_keys() -> std::collections::BTreeMap<String, String> {
     read("envoy/demo-keys.env")
@@ -45,19 +32,23 @@ fn shipped_envoy_configs_validate_and_embed_the_example_config() {
         );
     }
     let yaml = read("envoy/envoy.yaml");
-    let embedded: serde_json::Value = serde_json::from_str(&embedded_plugin_config(&yaml)).unwrap();
-    let file: serde_json::Value = serde_json::from_str(&read("envoy/plugin-config.json")).unwrap();
     assert_eq!(
-        embedded, file,
-        "envoy/envoy.yaml must embed envoy/plugin-config.json"
+        read("envoy/ecds/nected-key-auth.yaml"),
+        rendered_demo("envoy-ecds"),
+        "envoy/ecds/nected-key-auth.yaml must be envoy/plugin-config.json as \
+         `nected-key render --gateway envoy-ecds --config envoy/plugin-config.json` writes it"
     );
+    let resource = read("envoy/ecds/nected-key-auth.yaml");
     for needle in [
         "failure_policy: FAIL_RELOAD",
         "normalize_path: true",
         "merge_slashes: true",
         "path_with_escaped_slashes_action: REJECT_REQUEST",
     ] {
-        assert!(yaml.contains(needle), "envoy/envoy.yaml lacks {needle}");
+        assert!(
+            yaml.contains(needle) || resource.contains(needle),
+            "envoy/envoy.yaml lacks {needle}"
+        );
     }
 }
 
@@ -78,11 +69,48 @@ fn compose_file_pins_the_same_envoy_version() {
     assert!(compose.contains("envoy/envoy.yaml") && compose.contains("nected_key_auth.wasm"));
 }
 
+/// `nected-key render --gateway G --config envoy/plugin-config.json`.
+pub fn rendered_demo(gateway: &str) -> String {
+    render(gateway, "envoy/plugin-config.json")
+}
+
+/// `nected-key render --gateway G --config FILE` (FILE from the repository root).
+pub fn render(gateway: &str, file: &str) -> String {
+    let out = Command::new(env!("CARGO_BIN_EXE_nected-key"))
+        .args(["render", "--gateway", gateway, "--config", file])
+        .current_dir(repo())
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "render {gateway}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap()
+}
+
+/// The shipped `make run` setup (envoy/envoy.yaml, its ECDS folder holding
+/// `resource`), on free ports, in the scratch folder.
+pub fn demo_setup(resource: &str) -> Setup {
+    let mut setup = Setup::new("");
+    setup.bootstrap =
+        Some(shipped_bootstrap("envoy/envoy.yaml").replace("envoy/ecds", "{{DIR}}/ecds"));
+    setup.files = vec![(
+        "ecds/nected-key-auth.yaml".into(),
+        resource.replace(
+            "target/wasm32-wasip1/release/nected_key_auth.wasm",
+            "{{WASM}}",
+        ),
+    )];
+    setup
+}
+
 #[test]
 fn make_run_curl_lines_work_against_the_shipped_config() {
-    let mut setup = Setup::new("");
-    setup.bootstrap = Some(shipped_bootstrap("envoy/envoy.yaml"));
-    let envoy = Envoy::start("shipped", setup);
+    let envoy = Envoy::start(
+        "shipped",
+        demo_setup(&read("envoy/ecds/nected-key-auth.yaml")),
+    );
     let keys = demo_keys();
     let script = read("scripts/run.sh");
     let mut t = Cases::default();

@@ -13,7 +13,7 @@
 //! The per-request cost is one check of an empty slice, or a binary search
 //! of the (few) revoked digests; nothing is asked of the host.
 
-use crate::policy::Policy;
+use crate::policy::{prefix64, Policy};
 use std::cell::RefCell;
 use std::rc::Rc;
 
@@ -22,8 +22,9 @@ use std::rc::Rc;
 pub struct Revocations {
     /// `(root context id, its revoked digests)`.
     live: Vec<(u32, Box<[[u8; 32]]>)>,
-    /// The union of all of them, sorted and deduplicated.
-    union: Box<[[u8; 32]]>,
+    /// The union of all of them, deduplicated, with their first 8 bytes
+    /// (the search key: one integer comparison per step), sorted.
+    union: Box<[(u64, [u8; 32])]>,
 }
 
 impl Revocations {
@@ -45,10 +46,10 @@ impl Revocations {
     }
 
     fn rebuild(&mut self) {
-        let mut all: Vec<[u8; 32]> = self
+        let mut all: Vec<(u64, [u8; 32])> = self
             .live
             .iter()
-            .flat_map(|(_, d)| d.iter().copied())
+            .flat_map(|(_, d)| d.iter().map(|d| (prefix64(d), *d)))
             .collect();
         all.sort_unstable();
         all.dedup();
@@ -57,7 +58,17 @@ impl Revocations {
 
     /// Whether some live configuration revokes the key with this digest.
     pub fn contains(&self, digest: &[u8; 32]) -> bool {
-        !self.union.is_empty() && self.union.binary_search(digest).is_ok()
+        if self.union.is_empty() {
+            return false;
+        }
+        let head = prefix64(digest);
+        let start = self.union.partition_point(|(p, _)| *p < head);
+        self.union
+            .get(start..)
+            .unwrap_or_default()
+            .iter()
+            .take_while(|(p, _)| *p == head)
+            .any(|(_, d)| d == digest)
     }
 
     /// How many live configurations have published.
@@ -137,6 +148,23 @@ mod tests {
         assert!(!r.contains(&d(7)) && r.contains(&d(8)));
         r.withdraw(99);
         assert!(r.contains(&d(8)));
+    }
+
+    #[test]
+    fn digests_sharing_their_first_bytes() {
+        let mut a = [5u8; 32];
+        let mut b = [5u8; 32];
+        a[31] = 1;
+        b[31] = 2;
+        let mut c = b;
+        c[31] = 3;
+        let mut r = Revocations::default();
+        r.publish(1, [b, d(9), d(0)].into());
+        assert!(r.contains(&b) && r.contains(&d(9)) && r.contains(&d(0)));
+        assert!(!r.contains(&a) && !r.contains(&c) && !r.contains(&d(4)));
+        r.publish(2, [a, b].into());
+        assert!(r.contains(&a) && r.contains(&b) && !r.contains(&c));
+        assert_eq!(r.len(), 4);
     }
 
     #[test]

@@ -2670,6 +2670,17 @@ fn header_values_are_trimmed_of_spaces_and_tabs() {
             .h("access-control-request-method", " "),
     );
     assert_eq!((s.outcome, s.reason), (DeniedMissing, "no_key"));
+    // `:path` is used as sent: a padded path is refused, not trimmed.
+    let s = go(&p, &Req::get("/healthz "));
+    assert_eq!(
+        (s.outcome, s.reason),
+        (DeniedBadRequest, "path_control_character")
+    );
+    let s = go(&p, &Req::get(" /healthz"));
+    assert_eq!(
+        (s.outcome, s.reason),
+        (DeniedBadRequest, "path_not_origin_form")
+    );
     // Only spaces and tabs: other white space is part of the value.
     let s = go(
         &p,

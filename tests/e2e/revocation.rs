@@ -224,12 +224,15 @@ fn a_revocation_pushed_by_lds_reaches_connections_opened_before() {
         r.status == 401,
         format_args!("{} goaway={}", r.status, h2.goaway),
     );
-    let r = h2.get("localhost", "/x", &[("nected-api-key", K2.as_bytes())]);
-    t.check(
-        "after: the old HTTP/2 connection still passes K2",
-        r.status == 200,
-        r.status,
-    );
+    if !h2.goaway {
+        // (Unless Envoy's gradual drain happened to close it already.)
+        let r = h2.get("localhost", "/x", &[("nected-api-key", K2.as_bytes())]);
+        t.check(
+            "after: the old HTTP/2 connection still passes K2",
+            r.status == 200 || (r.status == 0 && h2.goaway),
+            r.status,
+        );
+    }
     // Other plugin names: never affected, in either direction.
     t.check(
         "after: other filter, K1 passes",

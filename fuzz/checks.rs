@@ -61,6 +61,19 @@ fn is_control(b: u8) -> bool {
     b < 0x20 || b == 0x7f
 }
 
+/// A header value as the contract uses it: without leading and trailing
+/// spaces and tabs (written independently of `decide::trim`).
+pub fn model_trim(v: &[u8]) -> &[u8] {
+    let mut v = v;
+    while let [b' ' | b'\t', rest @ ..] = v {
+        v = rest;
+    }
+    while let [rest @ .., b' ' | b'\t'] = v {
+        v = rest;
+    }
+    v
+}
+
 fn sha_hex(data: &[u8]) -> String {
     Sha256::digest(data)
         .iter()
@@ -100,6 +113,11 @@ pub fn reference_canonical(raw: &[u8]) -> Result<Vec<u8>, Vec<PathError>> {
         return Err(vec![PathError::NotOriginForm]);
     }
     let mut problems = Vec::new();
+    if path.starts_with(b"//") {
+        problems.push(PathError::DoubleSlash);
+    }
+    // Every byte of the path, escapes decoded, `;params` included.
+    let mut decoded = Vec::new();
     let mut names: Vec<Vec<u8>> = Vec::new();
     for segment in path[1..].split(|&b| b == b'/') {
         let mut tokens: Vec<(u8, bool)> = Vec::new();
@@ -130,6 +148,10 @@ pub fn reference_canonical(raw: &[u8]) -> Result<Vec<u8>, Vec<PathError>> {
             if escaped && v == b';' {
                 problems.push(PathError::EncodedSemicolon);
             }
+            if escaped && (v == b'?' || v == b'#') {
+                problems.push(PathError::EncodedDelimiter);
+            }
+            decoded.push(v);
             if !escaped && v == b'\\' {
                 problems.push(PathError::Backslash);
             }
@@ -150,6 +172,10 @@ pub fn reference_canonical(raw: &[u8]) -> Result<Vec<u8>, Vec<PathError>> {
             problems.push(PathError::DotSegment);
         }
         names.push(name);
+        decoded.push(b'/');
+    }
+    if std::str::from_utf8(&decoded).is_err() {
+        problems.push(PathError::NotUtf8);
     }
     if !problems.is_empty() {
         return Err(problems);
@@ -189,10 +215,17 @@ pub fn reference_match_key(canonical: &[u8]) -> Vec<u8> {
     out
 }
 
-/// What every canonical path looks like.
+/// What every canonical path looks like: starts with `/` (never `//`),
+/// holds no `?`, `#`, `;`, `\\`, space or control character, raw or
+/// encoded, and is UTF-8 once decoded.
 pub fn check_canonical_form(c: &[u8]) {
     let s = show(c);
     assert_eq!(c.first(), Some(&b'/'), "canonical {s} starts with /");
+    assert!(!c.starts_with(b"//"), "canonical {s} starts with //");
+    assert!(
+        std::str::from_utf8(&reference_match_key(c)).is_ok(),
+        "canonical {s} is not UTF-8 once decoded"
+    );
     for (i, &b) in c.iter().enumerate() {
         assert!(
             !matches!(b, b'?' | b'#' | b';' | b'\\' | b' ') && !is_control(b),
@@ -209,7 +242,9 @@ pub fn check_canonical_form(c: &[u8]) {
             let v = hex_digit(h.unwrap_or(0)).unwrap_or(0) * 16
                 + hex_digit(l.unwrap_or(0)).unwrap_or(0);
             assert!(
-                !is_unreserved(v) && !matches!(v, b'/' | b'\\' | b';') && !is_control(v),
+                !is_unreserved(v)
+                    && !matches!(v, b'/' | b'\\' | b';' | b'?' | b'#')
+                    && !is_control(v),
                 "canonical {s}: escape %{v:02X} should have been decoded or refused"
             );
         }
@@ -706,7 +741,7 @@ pub fn check_decision(
     let key_lines: Vec<&[u8]> = headers
         .iter()
         .filter(|(n, _)| !n.starts_with(b":") && n.eq_ignore_ascii_case(key_name))
-        .map(|(_, v)| v.as_slice())
+        .map(|(_, v)| model_trim(v))
         .collect();
     match d.outcome {
         Outcome::Allowed => {
@@ -896,7 +931,7 @@ pub fn model_decide(
     let any_plain = |name: &[u8]| {
         headers
             .iter()
-            .any(|(n, v)| plain(n) && n.eq_ignore_ascii_case(name) && !v.is_empty())
+            .any(|(n, v)| plain(n) && n.eq_ignore_ascii_case(name) && !model_trim(v).is_empty())
     };
 
     // 1. Canonical path.
@@ -918,15 +953,21 @@ pub fn model_decide(
     if override_sent {
         return bad;
     }
-    let method = match last_pseudo(b":method") {
+    let hint_sent = headers
+        .iter()
+        .any(|(n, _)| plain(n) && (fold_eq(n, b"x-original-url") || fold_eq(n, b"x-rewrite-url")));
+    if hint_sent {
+        return bad;
+    }
+    let method = match last_pseudo(b":method").map(model_trim) {
         Some(m) if !m.is_empty() => m,
         _ => return bad,
     };
-    let authority = last_pseudo(b":authority").or_else(|| {
+    let authority = last_pseudo(b":authority").map(model_trim).or_else(|| {
         headers
             .iter()
             .find(|(n, _)| plain(n) && n.eq_ignore_ascii_case(b"host"))
-            .map(|(_, v)| v.as_slice())
+            .map(|(_, v)| model_trim(v))
     });
     let Some(host) = host::normalize(authority.unwrap_or_default()) else {
         return bad;
@@ -978,7 +1019,7 @@ pub fn model_decide(
     let lines: Vec<&[u8]> = headers
         .iter()
         .filter(|(n, _)| plain(n) && n.eq_ignore_ascii_case(b"nected-api-key"))
-        .map(|(_, v)| v.as_slice())
+        .map(|(_, v)| model_trim(v))
         .collect();
     let value = match lines.as_slice() {
         [] | [b""] => return (Outcome::DeniedMissing, name),

@@ -6,6 +6,7 @@ use crate::config::{fold_eq, MAX_KEY_LEN};
 use crate::host;
 use crate::path::{self, PathError};
 use crate::policy::{Auth, Key, KeyState, Mode, Policy, Route};
+use sha2::{Digest, Sha256};
 use std::fmt;
 
 /// What the decision may ask of the host, lazily.
@@ -14,6 +15,13 @@ pub trait Env {
     fn now(&self) -> Option<i128>;
     /// Whether the request reached the gateway over TLS.
     fn is_tls(&self) -> bool;
+    /// Whether another live configuration of the same filter in this VM
+    /// marks the key with this SHA-256 digest `revoked` (see
+    /// [`crate::revocation`]). Asked only for a key this configuration
+    /// holds as valid; a lookup, not a host call.
+    fn revoked_elsewhere(&self, _digest: &[u8; 32]) -> bool {
+        false
+    }
 }
 
 /// The outcome of a request; one counter each.
@@ -79,6 +87,7 @@ pub enum Reason {
     NotTls,
     Path(PathError),
     MethodOverride,
+    RewriteHint,
     NoMethod,
     BadHost,
     NoConfig,
@@ -103,6 +112,7 @@ impl Reason {
             Reason::NotTls => "not_tls",
             Reason::Path(e) => e.as_str(),
             Reason::MethodOverride => "method_override_header",
+            Reason::RewriteHint => "rewrite_hint_header",
             Reason::NoMethod => "no_method",
             Reason::BadHost => "bad_host",
             Reason::NoConfig => "no_config",
@@ -141,6 +151,18 @@ impl Reply {
             Reply::Unavailable => r#"{"error":"unavailable","message":"no valid configuration"}"#,
         }
     }
+
+    /// The `grpc-status` of the gRPC form of the reply (the host sends that
+    /// form to a gRPC request only): UNAUTHENTICATED, PERMISSION_DENIED,
+    /// INVALID_ARGUMENT, UNAVAILABLE.
+    pub fn grpc_status(self) -> u32 {
+        match self {
+            Reply::Unauthorized => 16,
+            Reply::Forbidden | Reply::HttpsRequired => 7,
+            Reply::BadRequest => 3,
+            Reply::Unavailable => 14,
+        }
+    }
 }
 
 /// How the key header appeared in the request.
@@ -172,6 +194,8 @@ pub struct Request<'r> {
     pub client_header: bool,
     pub aliases: Vec<Alias<'r>>,
     pub method_override: bool,
+    /// An `x-original-url` or `x-rewrite-url` header (either spelling).
+    pub rewrite_hint: bool,
     /// A non-empty `origin` header.
     pub origin: bool,
     /// A non-empty `access-control-request-method` header.
@@ -194,8 +218,26 @@ const METHOD_OVERRIDES: [&[u8]; 3] = [
     b"x-method-override",
 ];
 
+/// Headers some frameworks read the request target from instead of
+/// `:path` (the CVE-2018-14773 pattern).
+const REWRITE_HINTS: [&[u8]; 2] = [b"x-original-url", b"x-rewrite-url"];
+
+/// A header value without its leading and trailing spaces and tabs, as an
+/// HTTP/1.1 parser reads it; HTTP/2 passes values as sent.
+pub fn trim(value: &[u8]) -> &[u8] {
+    let blank = |b: &u8| *b == b' ' || *b == b'\t';
+    let start = value.iter().position(|b| !blank(b)).unwrap_or(value.len());
+    let end = value
+        .iter()
+        .rposition(|b| !blank(b))
+        .map_or(start, |e| e + 1);
+    value.get(start..end).unwrap_or_default()
+}
+
 impl Policy {
-    /// Reads what the decision needs from all request headers, as bytes.
+    /// Reads what the decision needs from all request headers, as bytes;
+    /// values (but `:path`) without surrounding spaces and tabs (see
+    /// [`trim`]), so a request is decided the same over HTTP/1.1 and HTTP/2.
     pub fn scan<'r, I>(&self, headers: I) -> Request<'r>
     where
         I: IntoIterator<Item = (&'r [u8], &'r [u8])>,
@@ -203,10 +245,12 @@ impl Policy {
         let key_name = self.header.as_bytes();
         let client_name = self.forward_client.as_deref().map(str::as_bytes);
         let mut req = Request::default();
-        for (name, value) in headers {
+        for (name, raw) in headers {
+            let value = trim(raw);
             if let Some(pseudo) = name.strip_prefix(b":") {
                 match pseudo {
-                    b"path" => req.path = Some(value),
+                    // As sent: a path with white space is refused.
+                    b"path" => req.path = Some(raw),
                     b"method" => req.method = Some(value),
                     b"authority" => req.authority = Some(value),
                     _ => {}
@@ -232,6 +276,8 @@ impl Policy {
                 req.cors_request_method |= !value.is_empty();
             } else if METHOD_OVERRIDES.iter().any(|m| fold_eq(name, m)) {
                 req.method_override = true;
+            } else if REWRITE_HINTS.iter().any(|m| fold_eq(name, m)) {
+                req.rewrite_hint = true;
             }
         }
         req
@@ -273,6 +319,13 @@ impl Policy {
             return d.deny(
                 Outcome::DeniedBadRequest,
                 Reason::MethodOverride,
+                Reply::BadRequest,
+            );
+        }
+        if req.rewrite_hint {
+            return d.deny(
+                Outcome::DeniedBadRequest,
+                Reason::RewriteHint,
                 Reply::BadRequest,
             );
         }
@@ -355,7 +408,8 @@ impl Policy {
                 Reply::Unauthorized,
             );
         }
-        let Some(key) = self.lookup(value) else {
+        let digest: [u8; 32] = Sha256::digest(value).into();
+        let Some(key) = self.lookup_digest(&digest) else {
             return d.deny(
                 Outcome::DeniedInvalid,
                 Reason::UnknownKey,
@@ -369,7 +423,10 @@ impl Policy {
         } else {
             None
         };
-        let state = key.state(now);
+        let state = match key.state(now) {
+            KeyState::Valid if env.revoked_elsewhere(&digest) => KeyState::Revoked,
+            state => state,
+        };
         let reason = match state {
             KeyState::Valid => None,
             KeyState::Revoked => Some(Reason::Revoked),

@@ -105,6 +105,9 @@ struct FakeEnv {
     tls: bool,
     now_calls: Cell<u32>,
     tls_calls: Cell<u32>,
+    /// Digests another live configuration revokes.
+    revoked_elsewhere: Vec<[u8; 32]>,
+    revoked_calls: Cell<u32>,
 }
 
 impl FakeEnv {
@@ -114,7 +117,17 @@ impl FakeEnv {
             tls: false,
             now_calls: Cell::new(0),
             tls_calls: Cell::new(0),
+            revoked_elsewhere: Vec::new(),
+            revoked_calls: Cell::new(0),
         }
+    }
+
+    fn revoked_elsewhere(mut self, keys: &[&str]) -> FakeEnv {
+        self.revoked_elsewhere = keys
+            .iter()
+            .map(|k| Sha256::digest(k.as_bytes()).into())
+            .collect();
+        self
     }
 
     fn tls(mut self, tls: bool) -> FakeEnv {
@@ -132,6 +145,11 @@ impl Env for FakeEnv {
     fn is_tls(&self) -> bool {
         self.tls_calls.set(self.tls_calls.get() + 1);
         self.tls
+    }
+
+    fn revoked_elsewhere(&self, digest: &[u8; 32]) -> bool {
+        self.revoked_calls.set(self.revoked_calls.get() + 1);
+        self.revoked_elsewhere.contains(digest)
     }
 }
 
@@ -353,10 +371,17 @@ fn routes_public_private_and_default() {
         ),
         (
             "`path`: repeated `/` merged",
-            Req::get("//healthz"),
+            Req::get("/;x//healthz"),
             Public,
             "public_route",
             "health",
+        ),
+        (
+            "`path`: a `//`-led path is refused (an authority to URL parsers)",
+            Req::get("//healthz"),
+            DeniedBadRequest,
+            "path_double_slash",
+            "(default)",
         ),
         (
             "`path`: `;params` dropped",
@@ -465,7 +490,7 @@ fn routes_public_private_and_default() {
         ),
         (
             "`prefix`: after canonicalisation (`//`, `;x`)",
-            Req::post("//api//v1;x/rules"),
+            Req::post("/api//v1;x/rules"),
             DeniedMissing,
             "no_key",
             "rules",
@@ -583,10 +608,10 @@ fn routes_public_private_and_default() {
             "docs",
         ),
         (
-            "`hosts`: two trailing dots are another host",
+            "`hosts`: two trailing dots are an empty label",
             Req::get("/docs/a").host("api.example.com.."),
-            DeniedMissing,
-            "no_key",
+            DeniedBadRequest,
+            "bad_host",
             "(default)",
         ),
         (
@@ -751,8 +776,8 @@ fn prefix_slash_matches_everything_and_default_none() {
             "all",
         ),
         (
-            "`prefix: /` matches `//`",
-            Req::get("//"),
+            "`prefix: /` matches `/;x//`",
+            Req::get("/;x//"),
             Public,
             "public_route",
             "all",
@@ -809,6 +834,25 @@ fn ambiguous_requests_get_400_before_any_route_or_key() {
         "x-http_method-override",
     ];
     let mut rows: Vec<(String, Req, &'static str)> = Vec::new();
+    for name in [
+        "x-original-url",
+        "x-rewrite-url",
+        "x_original_url",
+        "x_rewrite_url",
+        "X-Original-URL",
+        "X-Rewrite_Url",
+    ] {
+        rows.push((
+            format!("rewrite hint `{name}` on a public route"),
+            Req::get("/healthz").h(name, "/api/v1/workflows"),
+            "rewrite_hint_header",
+        ));
+        rows.push((
+            format!("rewrite hint `{name}`, empty, with a valid key"),
+            Req::post("/api/v1/workflows").key(K_CRON).h(name, ""),
+            "rewrite_hint_header",
+        ));
+    }
     for name in overrides {
         rows.push((
             format!("method override header `{name}` on a public route"),
@@ -1000,8 +1044,10 @@ fn ambiguous_requests_get_400_before_any_route_or_key() {
         ),
         ("an `@`", Some("user@api.example.com"), None),
         ("a space", Some("api.example.com evil"), None),
-        ("a leading space", Some(" api.example.com"), None),
-        ("a tab", Some("api.example.com\t"), None),
+        ("a tab inside", Some("api.example.com\tevil"), None),
+        ("an empty label", Some("api..example.com"), None),
+        ("two trailing dots", Some("api.example.com.."), None),
+        ("a leading dot", Some(".api.example.com"), None),
         ("a non-numeric port", Some("api.example.com:8x"), None),
         ("two ports", Some("api.example.com:1:2"), None),
         ("an unbracketed IPv6 address", Some("::1"), None),
@@ -1194,8 +1240,8 @@ fn presented_keys() {
             None,
         ),
         (
-            "exact bytes: a trailing space",
-            at().key(format!("{K_CRON} ")),
+            "exact bytes: a space inside",
+            at().key(format!("{K_CRON} x")),
             DeniedInvalid,
             "unknown_key",
             None,
@@ -2513,4 +2559,237 @@ fn log_lines() {
         }
     }
     assert!(failures.is_empty(), "\n{}", failures.join("\n"));
+}
+
+// ---- hardening: trimming, revocation elsewhere, gRPC statuses ----------------
+
+/// Every value the decision reads is used without surrounding spaces and
+/// tabs (what HTTP/1.1 parsers do), so HTTP/2 requests that keep them are
+/// decided and counted like their HTTP/1.1 twins.
+#[test]
+fn header_values_are_trimmed_of_spaces_and_tabs() {
+    let p = main_policy(r#""allow_cors_preflight":true,"#);
+    let pads = [" ", "\t", "  \t ", "\t \t"];
+    type Twin = (&'static str, Box<dyn Fn(&str) -> Req>);
+    let twins: Vec<Twin> = vec![
+        (
+            "a valid key",
+            Box::new(|pad: &str| {
+                Req::get("/api/v1/workflows/x").key(format!("{pad}{K_CRON}{pad}"))
+            }),
+        ),
+        (
+            "a valid key, left pad only",
+            Box::new(|pad: &str| Req::get("/api/v1/workflows/x").key(format!("{pad}{K_CRON}"))),
+        ),
+        (
+            "a key of another client",
+            Box::new(|pad: &str| Req::post("/api/v1/rules/x").key(format!("{K_CRON}{pad}"))),
+        ),
+        (
+            "a revoked key",
+            Box::new(|pad: &str| Req::get("/api/v1/workflows").key(format!("{pad}{K_LEAKED}"))),
+        ),
+        (
+            "an empty key",
+            Box::new(|pad: &str| Req::get("/api/v1/workflows").key(pad)),
+        ),
+        (
+            "a key with a comma",
+            Box::new(|pad: &str| Req::get("/api/v1/workflows").key(format!("{pad}a,b{pad}"))),
+        ),
+        (
+            "a host",
+            Box::new(|pad: &str| Req::get("/docs/a").host(&format!("{pad}api.example.com{pad}"))),
+        ),
+        (
+            "a `host` header",
+            Box::new(|pad: &str| {
+                Req::get("/docs/a")
+                    .without(":authority")
+                    .h("host", format!("{pad}api.example.com:443{pad}"))
+            }),
+        ),
+        (
+            "a preflight",
+            Box::new(|pad: &str| {
+                Req::new("OPTIONS", "/api/v1/workflows")
+                    .h("origin", format!("{pad}https://app.example.com{pad}"))
+                    .h("access-control-request-method", format!("{pad}POST"))
+            }),
+        ),
+        (
+            "a preflight of blank values",
+            Box::new(|pad: &str| {
+                Req::new("OPTIONS", "/api/v1/workflows")
+                    .h("origin", pad)
+                    .h("access-control-request-method", pad)
+            }),
+        ),
+        (
+            "a method",
+            Box::new(|pad: &str| Req::new(&format!("{pad}POST{pad}"), "/submit")),
+        ),
+    ];
+    let mut failures = Vec::new();
+    for (name, make) in &twins {
+        let plain = go(&p, &make(""));
+        for pad in pads {
+            let padded = go(&p, &make(pad));
+            let same = (
+                padded.outcome,
+                padded.reason,
+                &padded.route,
+                padded.reply,
+                &padded.key_id,
+            ) == (
+                plain.outcome,
+                plain.reason,
+                &plain.route,
+                plain.reply,
+                &plain.key_id,
+            );
+            if !same {
+                failures.push(format!("{name} {pad:?}: {} vs {}", padded.log, plain.log));
+            }
+        }
+    }
+    assert!(failures.is_empty(), "\n{}", failures.join("\n"));
+    // The contract's cases, spelled out.
+    let s = go(
+        &p,
+        &Req::get("/api/v1/workflows").key(format!(" {K_CRON} ")),
+    );
+    assert_eq!((s.outcome, s.reason), (Allowed, "valid_key"));
+    let s = go(&p, &Req::get("/api/v1/workflows").key(" "));
+    assert_eq!((s.outcome, s.reason), (DeniedMissing, "empty_key"));
+    let s = go(
+        &p,
+        &Req::new("OPTIONS", "/api/v1/workflows")
+            .h("origin", " ")
+            .h("access-control-request-method", " "),
+    );
+    assert_eq!((s.outcome, s.reason), (DeniedMissing, "no_key"));
+    // `:path` is used as sent: a padded path is refused, not trimmed.
+    let s = go(&p, &Req::get("/healthz "));
+    assert_eq!(
+        (s.outcome, s.reason),
+        (DeniedBadRequest, "path_control_character")
+    );
+    let s = go(&p, &Req::get(" /healthz"));
+    assert_eq!(
+        (s.outcome, s.reason),
+        (DeniedBadRequest, "path_not_origin_form")
+    );
+    // Only spaces and tabs: other white space is part of the value.
+    let s = go(
+        &p,
+        &Req::get("/api/v1/workflows").key(format!("{K_CRON}\r")),
+    );
+    assert_eq!((s.outcome, s.reason), (DeniedInvalid, "unknown_key"));
+}
+
+#[test]
+fn trim_removes_only_leading_and_trailing_spaces_and_tabs() {
+    let cases: &[(&[u8], &[u8])] = &[
+        (b"", b""),
+        (b" ", b""),
+        (b"\t \t", b""),
+        (b"a", b"a"),
+        (b" a b\t", b"a b"),
+        (b"\ta\t", b"a"),
+        (b"\ra\n", b"\ra\n"),
+        (b"\x0ba\x0c", b"\x0ba\x0c"),
+        (b" \xff ", b"\xff"),
+    ];
+    for (input, want) in cases {
+        assert_eq!(trim(input), *want, "{input:?}");
+    }
+}
+
+/// A key this configuration holds as valid is refused when another live
+/// configuration of the same filter revokes it; the check is made only
+/// for such a key, after everything else this configuration decides.
+#[test]
+fn a_key_revoked_by_another_live_configuration_is_refused() {
+    let p = main_policy("");
+    let rows: Vec<(&str, Req, Outcome, &str)> = vec![
+        (
+            "valid here, revoked elsewhere",
+            Req::get("/api/v1/workflows").key(K_CRON),
+            DeniedInvalid,
+            "revoked",
+        ),
+        (
+            "valid here (time-bounded), revoked elsewhere",
+            Req::get("/api/v1/workflows").key(K_NEW),
+            DeniedInvalid,
+            "revoked",
+        ),
+        (
+            "another client's route: 401, not 403",
+            Req::post("/api/v1/rules").key(K_CRON),
+            DeniedInvalid,
+            "revoked",
+        ),
+        (
+            "a key not revoked elsewhere passes",
+            Req::get("/api/v1/workflows").key(K_OLD),
+            Allowed,
+            "valid_key",
+        ),
+        (
+            "expired here: the reason stays expired",
+            Req::get("/api/v1/workflows").key(K_PAST),
+            DeniedInvalid,
+            "expired",
+        ),
+        (
+            "a public route never checks keys",
+            Req::get("/healthz").key(K_CRON),
+            Public,
+            "public_route",
+        ),
+    ];
+    for (name, req, outcome, reason) in rows {
+        let env = env_now().revoked_elsewhere(&[K_CRON, K_NEW, K_PAST]);
+        let s = run(&p, &req, &env);
+        assert_eq!(
+            (s.outcome, s.reason),
+            (outcome, reason),
+            "{name}: {}",
+            s.log
+        );
+        // Asked only about a key this configuration holds as valid.
+        let valid_here = matches!(reason, "revoked" | "valid_key");
+        assert_eq!(env.revoked_calls.get(), u32::from(valid_here), "{name}");
+        if outcome == DeniedInvalid {
+            assert_eq!(s.reply, Some(Reply::Unauthorized), "{name}");
+            assert!(s.key_id.is_some(), "the log names the refused key: {name}");
+        }
+    }
+    // In report mode: counted as refused, let through, no client header.
+    let report = main_policy(r#""mode":"report","#);
+    let env = env_now().revoked_elsewhere(&[K_CRON]);
+    let s = run(&report, &Req::get("/api/v1/workflows").key(K_CRON), &env);
+    assert_eq!(
+        (s.outcome, s.reason, s.reply),
+        (DeniedInvalid, "revoked", None)
+    );
+    assert_eq!(s.set_client, None);
+}
+
+#[test]
+fn grpc_statuses_of_the_replies() {
+    let got: Vec<(u32, u32)> = [
+        Reply::Unauthorized,
+        Reply::Forbidden,
+        Reply::HttpsRequired,
+        Reply::BadRequest,
+        Reply::Unavailable,
+    ]
+    .iter()
+    .map(|r| (r.status(), r.grpc_status()))
+    .collect();
+    assert_eq!(got, [(401, 16), (403, 7), (403, 7), (400, 3), (503, 14)]);
 }

@@ -2,8 +2,9 @@
 //!
 //! The host is `:authority` (or `host`), compared lower-case, with its port
 //! removed (`[v6]:port` aware) and one trailing `.` dropped. An empty host,
-//! one holding `,`, `@`, white space or a control character, an unbracketed
-//! IPv6 address or a port that is not all digits is ambiguous and refused.
+//! an empty label (`a..example.com`, `host..`, `.example.com`), one holding
+//! `,`, `@`, white space or a control character, an unbracketed IPv6
+//! address or a port that is not all digits is ambiguous and refused.
 
 /// The host part of an authority, as a slice of it; compare it with
 /// [`HostPattern::matches`], which ignores ASCII case.
@@ -31,6 +32,9 @@ pub fn normalize(authority: &[u8]) -> Option<&[u8]> {
             return None;
         }
         let host = host.strip_suffix(b".").unwrap_or(host);
+        if host.split(|&b| b == b'.').any(<[u8]>::is_empty) {
+            return None;
+        }
         (host, port)
     };
     if host.is_empty() || !port.iter().all(u8::is_ascii_digit) {
@@ -119,6 +123,13 @@ mod tests {
             ("", None),
             (":80", None),
             (".", None),
+            ("..", None),
+            ("a..example.com", None),
+            ("secure.example.com..", None),
+            ("host..", None),
+            ("host..:80", None),
+            (".example.com", None),
+            ("a.example.com.", Some("a.example.com")),
             ("a,b", None),
             ("user@host", None),
             ("a b", None),

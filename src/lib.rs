@@ -13,6 +13,7 @@ pub mod host;
 pub mod json;
 pub mod path;
 pub mod policy;
+pub mod revocation;
 pub mod schema;
 pub mod shape;
 pub mod wire;

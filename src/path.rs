@@ -2,9 +2,10 @@
 //!
 //! From `:path`: the query and fragment are dropped and percent-encoded
 //! unreserved characters decoded; a path that is missing, not in origin form,
-//! holds a `.`/`..` segment (also as `..;x` or `%2e%2e`), an encoded `/`,
-//! `\` or `;`, a raw `\`, a raw or encoded control character, a raw space or
-//! invalid percent-encoding is refused. Then `;params` are dropped from each
+//! starts with `//`, holds a `.`/`..` segment (also as `..;x` or `%2e%2e`),
+//! an encoded `/`, `\`, `;`, `?` or `#`, a raw `\`, a raw or encoded control
+//! character, a raw space, invalid percent-encoding, or bytes that are not
+//! UTF-8 once percent-decoded is refused. Then `;params` are dropped from each
 //! segment and repeated `/` merged. Other percent-escapes are kept, with
 //! upper-case hex digits, so a route can name them.
 
@@ -15,6 +16,9 @@ use std::borrow::Cow;
 pub enum PathError {
     /// No `:path`, or one that does not start with `/` (`*`, CONNECT).
     NotOriginForm,
+    /// Starts with `//`: URL parsers (`urlsplit`, WHATWG) read `//host/x`
+    /// as an authority.
+    DoubleSlash,
     /// A `.` or `..` segment, raw or encoded, with or without `;params`.
     DotSegment,
     /// `%2F` or `%5C`.
@@ -22,6 +26,12 @@ pub enum PathError {
     /// `%3B`: servers disagree whether it starts `;params` (a server that
     /// decodes first reads `/admin%3Bx` as `/admin`).
     EncodedSemicolon,
+    /// `%3F` or `%23`: an upstream that decodes before splitting reads
+    /// `/admin%3Fx` as `/admin`.
+    EncodedDelimiter,
+    /// Percent-decoded, the path is not UTF-8 (overlong `%C0%AE`, a lone
+    /// continuation byte, a truncated sequence).
+    NotUtf8,
     /// A raw `\`.
     Backslash,
     /// A raw or encoded control character, or a raw space.
@@ -34,9 +44,12 @@ impl PathError {
     pub fn as_str(self) -> &'static str {
         match self {
             PathError::NotOriginForm => "path_not_origin_form",
+            PathError::DoubleSlash => "path_double_slash",
             PathError::DotSegment => "path_dot_segment",
             PathError::EncodedSlash => "path_encoded_slash",
             PathError::EncodedSemicolon => "path_encoded_semicolon",
+            PathError::EncodedDelimiter => "path_encoded_delimiter",
+            PathError::NotUtf8 => "path_not_utf8",
             PathError::Backslash => "path_backslash",
             PathError::Control => "path_control_character",
             PathError::BadEscape => "path_bad_escape",
@@ -79,6 +92,9 @@ pub fn canonical(raw: &[u8]) -> Result<Cow<'_, [u8]>, PathError> {
     if path.first() != Some(&b'/') {
         return Err(PathError::NotOriginForm);
     }
+    if path.get(1) == Some(&b'/') {
+        return Err(PathError::DoubleSlash);
+    }
     if is_plain(path) {
         return Ok(Cow::Borrowed(path));
     }
@@ -89,7 +105,7 @@ pub fn canonical(raw: &[u8]) -> Result<Cow<'_, [u8]>, PathError> {
 fn is_plain(path: &[u8]) -> bool {
     let simple_bytes = path
         .iter()
-        .all(|&b| !matches!(b, b'%' | b';' | b'\\' | b' ') && !is_control(b));
+        .all(|&b| b.is_ascii() && !matches!(b, b'%' | b';' | b'\\' | b' ') && !is_control(b));
     if !simple_bytes {
         return false;
     }
@@ -130,6 +146,9 @@ fn rebuild(path: &[u8]) -> Result<Vec<u8>, PathError> {
                     if v == b';' {
                         return Err(PathError::EncodedSemicolon);
                     }
+                    if v == b'?' || v == b'#' {
+                        return Err(PathError::EncodedDelimiter);
+                    }
                     if is_control(v) {
                         return Err(PathError::Control);
                     }
@@ -168,7 +187,34 @@ fn rebuild(path: &[u8]) -> Result<Vec<u8>, PathError> {
         }
         out.extend_from_slice(&name);
     }
+    if !decodes_to_utf8(path) {
+        return Err(PathError::NotUtf8);
+    }
     Ok(out)
+}
+
+/// Whether `path`, every percent-escape decoded (`;params` included), is
+/// UTF-8. Called once its escapes are known to be well formed.
+fn decodes_to_utf8(path: &[u8]) -> bool {
+    if path.is_ascii() && !path.contains(&b'%') {
+        return true;
+    }
+    let mut decoded = Vec::with_capacity(path.len());
+    let mut bytes = path.iter().copied();
+    while let Some(b) = bytes.next() {
+        if b != b'%' {
+            decoded.push(b);
+            continue;
+        }
+        match (
+            bytes.next().and_then(hex_value),
+            bytes.next().and_then(hex_value),
+        ) {
+            (Some(hi), Some(lo)) => decoded.push(hi << 4 | lo),
+            _ => return false,
+        }
+    }
+    std::str::from_utf8(&decoded).is_ok()
 }
 
 /// The form routes are compared in: the canonical path with every
@@ -204,6 +250,62 @@ pub fn match_key(canonical: &[u8]) -> Cow<'_, [u8]> {
     Cow::Owned(out)
 }
 
+/// `raw` (a `:path`) without the query parameters named `name` (compared
+/// ASCII case-insensitively, after percent-decoding the parameter's name),
+/// the other parameters kept as they were, in order; `None` when there is
+/// none to remove (the common case: no allocation). A `?` left with no
+/// parameter is dropped; a fragment is kept.
+pub fn without_query_param(raw: &[u8], name: &[u8]) -> Option<Vec<u8>> {
+    let query_at = raw.iter().position(|&b| b == b'?' || b == b'#')?;
+    if raw.get(query_at) != Some(&b'?') {
+        return None;
+    }
+    let (path, rest) = raw.split_at(query_at);
+    let rest = rest.get(1..).unwrap_or_default();
+    let query_end = rest.iter().position(|&b| b == b'#').unwrap_or(rest.len());
+    let (query, fragment) = rest.split_at(query_end);
+    let named = |param: &[u8]| {
+        let param_name = param.split(|&b| b == b'=').next().unwrap_or_default();
+        decoded_eq_ignore_case(param_name, name)
+    };
+    if !query.split(|&b| b == b'&').any(named) {
+        return None;
+    }
+    let mut out = Vec::with_capacity(raw.len());
+    out.extend_from_slice(path);
+    let mut first = true;
+    for param in query.split(|&b| b == b'&').filter(|p| !named(p)) {
+        out.push(if first { b'?' } else { b'&' });
+        out.extend_from_slice(param);
+        first = false;
+    }
+    out.extend_from_slice(fragment);
+    Some(out)
+}
+
+/// Whether `encoded`, percent-decoded, equals `name` ignoring ASCII case.
+fn decoded_eq_ignore_case(encoded: &[u8], name: &[u8]) -> bool {
+    let mut want = name.iter();
+    let mut bytes = encoded.iter().copied();
+    while let Some(b) = bytes.next() {
+        let b = if b == b'%' {
+            match (
+                bytes.next().and_then(hex_value),
+                bytes.next().and_then(hex_value),
+            ) {
+                (Some(hi), Some(lo)) => hi << 4 | lo,
+                _ => return false,
+            }
+        } else {
+            b
+        };
+        if !want.next().is_some_and(|w| w.eq_ignore_ascii_case(&b)) {
+            return false;
+        }
+    }
+    want.next().is_none()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -222,10 +324,13 @@ mod tests {
             ("/api/v1/rules?x=1", Ok("/api/v1/rules")),
             ("/api/v1/rules?x=/../admin", Ok("/api/v1/rules")),
             ("/a#frag", Ok("/a")),
-            ("//admin", Ok("/admin")),
+            ("//admin", Err(DoubleSlash)),
+            ("//secure.example.com/tenant/x", Err(DoubleSlash)),
+            ("//", Err(DoubleSlash)),
+            ("///a", Err(DoubleSlash)),
+            ("/;x//admin", Ok("/admin")),
             ("/a//b///c", Ok("/a/b/c")),
             ("/a//", Ok("/a/")),
-            ("//", Ok("/")),
             ("/admin;x=1", Ok("/admin")),
             ("/a;x/b;y=2;z", Ok("/a/b")),
             ("/;x/admin", Ok("/admin")),
@@ -236,7 +341,24 @@ mod tests {
             ("/admin%3B", Err(EncodedSemicolon)),
             ("/..%3Bx/admin", Err(EncodedSemicolon)),
             ("/a;%3b", Err(EncodedSemicolon)),
-            ("/a%3Fb", Ok("/a%3Fb")),
+            ("/a%3Fb", Err(EncodedDelimiter)),
+            ("/admin%3F", Err(EncodedDelimiter)),
+            ("/admin%3f", Err(EncodedDelimiter)),
+            ("/admin%23", Err(EncodedDelimiter)),
+            ("/a;x=%3F/b", Err(EncodedDelimiter)),
+            ("/a?x=%3F", Ok("/a")),
+            ("/caf%C3%A9/x", Ok("/caf%C3%A9/x")),
+            ("/caf\u{e9}", Ok("/caf\u{e9}")),
+            ("/%E2%82%AC", Ok("/%E2%82%AC")),
+            ("/%F0%9F%98%80", Ok("/%F0%9F%98%80")),
+            ("/%C0%AE%C0%AE/admin", Err(NotUtf8)),
+            ("/admin%C0%AF", Err(NotUtf8)),
+            ("/%C3", Err(NotUtf8)),
+            ("/%A9", Err(NotUtf8)),
+            ("/%C3/%A9", Err(NotUtf8)),
+            ("/%ED%A0%80", Err(NotUtf8)),
+            ("/%FF", Err(NotUtf8)),
+            ("/a;%C0%AF", Err(NotUtf8)),
             ("/%25", Ok("/%25")),
             ("/%252e%252e/x", Ok("/%252e%252e/x")),
             ("/caf%c3%a9", Ok("/caf%C3%A9")),
@@ -300,6 +422,40 @@ mod tests {
         let b = canonical(b"/a%3ab").unwrap();
         assert_ne!(a, b);
         assert_eq!(match_key(&a), match_key(&b));
+    }
+
+    #[test]
+    fn query_parameter_named_like_the_key_header_is_removed() {
+        let strip = |s: &str| {
+            without_query_param(s.as_bytes(), b"nected-api-key")
+                .map(|p| String::from_utf8(p).unwrap())
+        };
+        let cases: &[(&str, Option<&str>)] = &[
+            ("/a", None),
+            ("/a?b=1", None),
+            ("/a?nected-api-keyx=1&xnected-api-key=2", None),
+            ("/a?nected-api-key=K", Some("/a")),
+            ("/a?nected-api-key", Some("/a")),
+            ("/a?nected-api-key=", Some("/a")),
+            ("/a?x=1&NECTED-API-KEY=K&y=2", Some("/a?x=1&y=2")),
+            ("/a?Nected-Api-Key=K&x=1", Some("/a?x=1")),
+            ("/a?x=1&nected-api-key=K", Some("/a?x=1")),
+            ("/a?nected%2Dapi%2dkey=K&z=3", Some("/a?z=3")),
+            ("/a?nected-api-key=1&nected-api-key=2", Some("/a")),
+            ("/a?b=2&a=1&nected-api-key=K&c", Some("/a?b=2&a=1&c")),
+            (
+                "/a?x=nected-api-key&nected-api-key=K",
+                Some("/a?x=nected-api-key"),
+            ),
+            ("/a?nected-api-key=K#frag", Some("/a#frag")),
+            ("/a?x&&nected-api-key=K", Some("/a?x&")),
+            ("/a#?nected-api-key=K", None),
+            ("/a?nected_api_key=K", None),
+            ("/a?nected-api-key%=K", None),
+        ];
+        for (input, want) in cases {
+            assert_eq!(strip(input).as_deref(), *want, "input {input:?}");
+        }
     }
 
     #[test]

@@ -293,14 +293,18 @@ impl Policy {
     /// the first 8 digest bytes; each candidate is then confirmed over all 32
     /// bytes in constant time.
     pub fn lookup(&self, value: &[u8]) -> Option<&Key> {
-        let digest: [u8; 32] = Sha256::digest(value).into();
-        let head = prefix64(&digest);
+        self.lookup_digest(&Sha256::digest(value).into())
+    }
+
+    /// The key with this digest (see [`Policy::lookup`]).
+    pub fn lookup_digest(&self, digest: &[u8; 32]) -> Option<&Key> {
+        let head = prefix64(digest);
         let start = self.by_digest.partition_point(|(p, _, _)| *p < head);
         self.by_digest
             .get(start..)?
             .iter()
             .take_while(|(p, _, _)| *p == head)
-            .find(|(_, d, _)| bool::from(d.ct_eq(&digest)))
+            .find(|(_, d, _)| bool::from(d.ct_eq(digest)))
             .and_then(|&(_, _, index)| self.keys.get(index as usize))
     }
 

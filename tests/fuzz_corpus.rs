@@ -168,10 +168,18 @@ fn the_invariants_catch_a_wrong_decision() {
     // The reference canonicalizer and the target catch wrong answers.
     assert!(checks::reference_canonical(b"/a/%2e%2e/b").is_err());
     assert_eq!(
-        checks::reference_canonical(b"//a;x//b/?q").unwrap(),
+        checks::reference_canonical(b"/a;x//b/?q").unwrap(),
         b"/a/b/".to_vec()
     );
+    assert!(checks::reference_canonical(b"//a").is_err());
+    assert!(checks::reference_canonical(b"/a%3Fb").is_err());
+    assert!(checks::reference_canonical(b"/a%C0%AE").is_err());
+    assert!(checks::reference_canonical(b"/caf%C3%A9").is_ok());
     assert!(fails(|| checks::check_canonical_form(b"/a/../b")));
+    assert!(fails(|| checks::check_canonical_form(b"//a")));
+    assert!(fails(|| checks::check_canonical_form(b"/a%3F")));
+    assert!(fails(|| checks::check_canonical_form(b"/a%23")));
+    assert!(fails(|| checks::check_canonical_form(b"/a%C0%AE")));
     assert!(fails(|| checks::check_canonical_form(b"/a//b")));
     assert!(fails(|| checks::check_canonical_form(b"/a%2fb")));
     assert!(fails(|| checks::check_canonical_form(b"/%61")));

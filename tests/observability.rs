@@ -62,6 +62,7 @@ fn refusal_reasons() -> Vec<&'static str> {
             | Reason::NotTls
             | Reason::Path(_)
             | Reason::MethodOverride
+            | Reason::RewriteHint
             | Reason::NoMethod
             | Reason::BadHost
             | Reason::NoConfig => true,
@@ -75,7 +76,10 @@ fn refusal_reasons() -> Vec<&'static str> {
             | PathError::EncodedSemicolon
             | PathError::Backslash
             | PathError::Control
-            | PathError::BadEscape => e,
+            | PathError::BadEscape
+            | PathError::DoubleSlash
+            | PathError::EncodedDelimiter
+            | PathError::NotUtf8 => e,
         }
     }
     let paths = [
@@ -86,6 +90,9 @@ fn refusal_reasons() -> Vec<&'static str> {
         PathError::Backslash,
         PathError::Control,
         PathError::BadEscape,
+        PathError::DoubleSlash,
+        PathError::EncodedDelimiter,
+        PathError::NotUtf8,
     ]
     .map(every_path_error);
     let mut all = vec![
@@ -104,6 +111,7 @@ fn refusal_reasons() -> Vec<&'static str> {
         Reason::ClientNotAllowed,
         Reason::NotTls,
         Reason::MethodOverride,
+        Reason::RewriteHint,
         Reason::NoMethod,
         Reason::BadHost,
         Reason::NoConfig,

@@ -7,7 +7,9 @@
 //! upstream server does with it (RFC 3986 `remove_dot_segments` before or
 //! after merging slashes, or none; `;params` kept, dropped before decoding
 //! or dropped after; percent-decoding of unreserved characters only or of
-//! everything, `%2F` included; `\` kept or read as `/`). Whenever any of
+//! everything, `%2F` included; `\` kept or read as `/`; the query split off
+//! before decoding or after, so `%3F` and `%23` end the path; `//host/x`
+//! read as an authority, as `urlsplit` does). Whenever any of
 //! them lands on a private route, the filter's decision for the request
 //! without a key must not be `public`: it must refuse the path (400) or
 //! judge it private (401).
@@ -28,7 +30,8 @@ use nected_key_auth::policy::Policy;
 const PIECES: &[&str] = &[
     "/admin", "/api", "/v1", "/rules", "/docs", "/secret", "/x", "/", "/.", "/..", ".", "..",
     "/%2e", "/%2E%2e", "/.%2e", "%2e", "/..;x", ";p=1", ";", "%2f", "%2F", "%5C", "\\", "/%61dmin",
-    "/ad%6Din", "%41", "/%25", "%252e", "%3B", "%3b", "?q", "#f", "/v%31", "/ap%69", "%",
+    "/ad%6Din", "%41", "/%25", "%252e", "%3B", "%3b", "?q", "#f", "/v%31", "/ap%69", "%", "%3F",
+    "%23", "%3f", "%C0%AE", "/%C0%AF", "%C3%A9",
 ];
 
 // ---- reference interpretations ------------------------------------------------
@@ -61,12 +64,23 @@ enum Dots {
     Literal,
 }
 
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Split {
+    /// The query and fragment are split off the raw target (RFC 3986).
+    Raw,
+    /// Split off after percent-decoding, so `%3F` and `%23` end the path.
+    Decoded,
+    /// `//host/path` read as an authority and a path (`urlsplit`, WHATWG).
+    Authority,
+}
+
 #[derive(Debug, Clone, Copy)]
 struct Interpretation {
     decode: Decode,
     params: Params,
     dots: Dots,
     backslash_is_slash: bool,
+    split: Split,
 }
 
 fn interpretations() -> Vec<Interpretation> {
@@ -80,6 +94,25 @@ fn interpretations() -> Vec<Interpretation> {
                         params,
                         dots,
                         backslash_is_slash,
+                        split: Split::Raw,
+                    });
+                }
+                // Splitting after decoding matters only when `%3F` is
+                // decoded; an authority only before any other reading.
+                let other = if decode == Decode::All {
+                    Some(Split::Decoded)
+                } else if params == Params::Keep {
+                    Some(Split::Authority)
+                } else {
+                    None
+                };
+                if let Some(split) = other {
+                    out.push(Interpretation {
+                        decode,
+                        params,
+                        dots,
+                        backslash_is_slash: false,
+                        split,
                     });
                 }
             }
@@ -176,10 +209,21 @@ impl Interpretation {
             .position(|&b| b == b'?' || b == b'#')
             .unwrap_or(raw.len());
         let mut p = raw[..end].to_vec();
+        if self.split == Split::Authority && p.starts_with(b"//") {
+            p = match p[2..].iter().position(|&b| b == b'/') {
+                Some(i) => p[2 + i..].to_vec(),
+                None => b"/".to_vec(),
+            };
+        }
         if self.params == Params::DropRaw {
             p = drop_params(&p);
         }
         p = percent_decode(&p, self.decode == Decode::All);
+        if self.split == Split::Decoded {
+            if let Some(i) = p.iter().position(|&b| b == b'?' || b == b'#') {
+                p.truncate(i);
+            }
+        }
         if self.params == Params::DropDecoded {
             p = drop_params(&p);
         }
@@ -429,9 +473,26 @@ fn the_readings_do_what_they_say() {
             params,
             dots,
             backslash_is_slash,
+            split: Split::Raw,
         };
         String::from_utf8(i.read(path.as_bytes())).unwrap()
     };
+    let split = |split, path: &str| {
+        let i = Interpretation {
+            decode: Decode::All,
+            params: Params::Keep,
+            dots: Dots::RemoveThenMerge,
+            backslash_is_slash: false,
+            split,
+        };
+        String::from_utf8_lossy(&i.read(path.as_bytes())).into_owned()
+    };
+    assert_eq!(split(Split::Decoded, "/admin%3Fx"), "/admin");
+    assert_eq!(split(Split::Decoded, "/admin%23x"), "/admin");
+    assert_eq!(split(Split::Raw, "/admin%3Fx"), "/admin?x");
+    assert_eq!(split(Split::Authority, "//docs/admin?q"), "/admin");
+    assert_eq!(split(Split::Authority, "//docs"), "/");
+    assert_eq!(split(Split::Authority, "/docs//admin"), "/docs/admin");
     use Decode::*;
     use Dots::*;
     use Params::*;

@@ -10,6 +10,7 @@ use std::ptr::{null, null_mut};
 
 const OK: u32 = 0;
 const MAP_REQUEST_HEADERS: u32 = 0;
+const MAP_REQUEST_TRAILERS: u32 = 1;
 const BUFFER_PLUGIN_CONFIGURATION: u32 = 7;
 const METRIC_COUNTER: u32 = 0;
 
@@ -123,13 +124,30 @@ pub fn request_headers() -> Vec<u8> {
     owned(status, data, size).unwrap_or_default()
 }
 
+/// The serialized request trailer map.
+pub fn request_trailers() -> Vec<u8> {
+    let (mut data, mut size) = (null_mut(), 0);
+    // SAFETY: out-pointers to locals.
+    let status = unsafe { proxy_get_header_map_pairs(MAP_REQUEST_TRAILERS, &mut data, &mut size) };
+    owned(status, data, size).unwrap_or_default()
+}
+
 pub fn remove_request_header(name: &[u8]) {
     // SAFETY: pointer and length of a live slice.
     unsafe { proxy_remove_header_map_value(MAP_REQUEST_HEADERS, name.as_ptr(), name.len()) };
 }
 
+pub fn remove_request_trailer(name: &[u8]) {
+    // SAFETY: pointer and length of a live slice.
+    unsafe { proxy_remove_header_map_value(MAP_REQUEST_TRAILERS, name.as_ptr(), name.len()) };
+}
+
 pub fn replace_request_header(name: &str, value: &str) {
-    // SAFETY: pointers and lengths of live strings.
+    replace_request_header_bytes(name.as_bytes(), value.as_bytes());
+}
+
+pub fn replace_request_header_bytes(name: &[u8], value: &[u8]) {
+    // SAFETY: pointers and lengths of live slices.
     unsafe {
         proxy_replace_header_map_value(
             MAP_REQUEST_HEADERS,
@@ -182,9 +200,11 @@ pub fn increment(id: u32) {
     unsafe { proxy_increment_metric(id, 1) };
 }
 
-/// Sends a local reply; `headers` from `wire::serialize_map`. Returns
-/// whether the host accepted it.
-pub fn send_local_response(status: u32, headers: &[u8], body: &str) -> bool {
+/// Sends a local reply; `headers` from `wire::serialize_map`. A gRPC request
+/// gets the gRPC form (HTTP 200, `grpc-status: grpc_status`, the body as
+/// `grpc-message`); without an explicit status Envoy would derive one from
+/// the HTTP status (400 → 13 INTERNAL). Returns whether the host accepted it.
+pub fn send_local_response(status: u32, headers: &[u8], body: &str, grpc_status: u32) -> bool {
     // SAFETY: pointers and lengths of live slices; no details string.
     let status = unsafe {
         proxy_send_local_response(
@@ -195,7 +215,7 @@ pub fn send_local_response(status: u32, headers: &[u8], body: &str) -> bool {
             body.len(),
             headers.as_ptr(),
             headers.len(),
-            -1,
+            i32::try_from(grpc_status).unwrap_or(-1),
         )
     };
     status == OK

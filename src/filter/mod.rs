@@ -5,9 +5,11 @@ mod abi;
 #[cfg(feature = "test-crash")]
 mod crash;
 
-use crate::config;
+use crate::config::{self, fold_eq};
 use crate::decide::{decide_without_policy, Decision, Env, Outcome, Reply};
+use crate::path;
 use crate::policy::Policy;
+use crate::revocation::{self, Registry, Revocations, Shared};
 use crate::wire;
 use proxy_wasm::traits::{Context, HttpContext, RootContext};
 use proxy_wasm::types::{Action, ContextType};
@@ -17,8 +19,19 @@ use std::rc::Rc;
 
 proxy_wasm::main! {{
     logging::init();
-    proxy_wasm::set_root_context(|_| -> Box<dyn RootContext> { Box::new(Root::default()) });
+    proxy_wasm::set_root_context(|context_id| -> Box<dyn RootContext> {
+        Box::new(Root {
+            context_id,
+            state: Rc::default(),
+            revocations: None,
+        })
+    });
 }}
+
+thread_local! {
+    /// The revocations of every plugin name configured in this VM.
+    static REGISTRY: RefCell<Registry> = RefCell::default();
+}
 
 /// What every request of a root context shares; replaced whole on configure.
 #[derive(Default)]
@@ -135,19 +148,58 @@ impl State {
     fn reply(&self, reply: Reply) {
         let at = REPLIES.iter().position(|&r| r == reply).unwrap_or(0);
         let headers = self.reply_headers.get(at).map_or(&[][..], |h| &h[..]);
-        if !abi::send_local_response(reply.status(), headers, reply.body()) {
+        if !abi::send_local_response(reply.status(), headers, reply.body(), reply.grpc_status()) {
             log::error!("the host refused a local reply; closing the request stream");
             abi::close_request_stream();
         }
     }
 }
 
-#[derive(Default)]
 struct Root {
+    context_id: u32,
     state: Rc<State>,
+    /// The revocations this context published to, once configured.
+    revocations: Option<Shared>,
 }
 
 impl Context for Root {}
+
+impl Root {
+    /// Publishes the revoked keys of an accepted configuration to every
+    /// configuration of the same plugin name in this VM.
+    fn publish_revocations(&mut self, policy: &Policy) {
+        let name = abi::get_property(b"plugin_name").unwrap_or_default();
+        let shared = REGISTRY.with(|r| r.try_borrow_mut().map(|mut r| r.join(&name)));
+        let Ok(shared) = shared else {
+            return;
+        };
+        if let Some(old) = self.revocations.take() {
+            if !Rc::ptr_eq(&old, &shared) {
+                withdraw(&old, self.context_id);
+            }
+        }
+        if let Ok(mut r) = shared.try_borrow_mut() {
+            r.publish(self.context_id, revocation::revoked_digests(policy));
+        }
+        self.revocations = Some(shared);
+    }
+}
+
+fn withdraw(shared: &Shared, context_id: u32) {
+    if let Ok(mut r) = shared.try_borrow_mut() {
+        r.withdraw(context_id);
+    }
+}
+
+impl Drop for Root {
+    /// The host deleted this root context (Envoy: its listener filter chain
+    /// drained): its revocations no longer apply.
+    fn drop(&mut self) {
+        if let Some(shared) = self.revocations.take() {
+            withdraw(&shared, self.context_id);
+        }
+    }
+}
 
 impl RootContext for Root {
     fn on_configure(&mut self, _size: usize) -> bool {
@@ -158,6 +210,12 @@ impl RootContext for Root {
                 let now = abi::now();
                 let s = policy.summary(now.unwrap_or(0));
                 let micros = now.zip(started).map_or(0, |(b, a)| (b - a).max(0) / 1000);
+                self.publish_revocations(&policy);
+                let vm_revoked = self
+                    .revocations
+                    .as_ref()
+                    .and_then(|r| r.try_borrow().ok().map(|r| (r.len(), r.live())))
+                    .unwrap_or_default();
                 log::info!(
                     "configured mode={} routes={} keys={} clients={} revoked={} expired={} expiring_7d={} config={} version={} in {}.{:03} ms",
                     policy.mode.as_str(),
@@ -172,6 +230,13 @@ impl RootContext for Root {
                     micros / 1000,
                     micros % 1000
                 );
+                if vm_revoked.1 > 1 {
+                    log::info!(
+                        "{} keys revoked across the {} live configurations of this filter in this VM",
+                        vm_revoked.0,
+                        vm_revoked.1
+                    );
+                }
                 self.state = Rc::new(State::new(Some(policy)));
                 true
             }
@@ -203,6 +268,7 @@ impl RootContext for Root {
     fn create_http_context(&self, _context_id: u32) -> Option<Box<dyn HttpContext>> {
         Some(Box::new(Request {
             state: Rc::clone(&self.state),
+            revocations: self.revocations.clone(),
         }))
     }
 
@@ -213,20 +279,31 @@ impl RootContext for Root {
 
 struct Request {
     state: Rc<State>,
+    revocations: Option<Shared>,
 }
 
 impl Context for Request {}
 
-/// The host facts a decision may ask for.
-struct Host;
+/// The host facts a decision may ask for, and the revocations of the other
+/// live configurations of this filter.
+struct Host<'a> {
+    revocations: Option<&'a RefCell<Revocations>>,
+}
 
-impl Env for Host {
+impl Env for Host<'_> {
     fn now(&self) -> Option<i128> {
         abi::now()
     }
 
     fn is_tls(&self) -> bool {
         abi::get_property(b"connection\0tls_version").is_some_and(|v| !v.is_empty())
+    }
+
+    fn revoked_elsewhere(&self, digest: &[u8; 32]) -> bool {
+        // Fails closed should the set ever be busy (it cannot be: it only
+        // changes in on_configure and on delete, never during a request).
+        self.revocations
+            .is_some_and(|r| r.try_borrow().map_or(true, |r| r.contains(digest)))
     }
 }
 
@@ -243,7 +320,20 @@ impl HttpContext for Request {
         };
         let buf = abi::request_headers();
         let req = policy.scan(wire::pairs(&buf));
-        let d = policy.decide(&req, &Host);
+        if policy.strip_key {
+            // A key a client put in the URL reaches neither the upstream
+            // nor the access log, whatever the decision.
+            let stripped = req
+                .path
+                .and_then(|p| path::without_query_param(p, policy.header.as_bytes()));
+            if let Some(stripped) = stripped {
+                abi::replace_request_header_bytes(b":path", &stripped);
+            }
+        }
+        let host = Host {
+            revocations: self.revocations.as_deref(),
+        };
+        let d = policy.decide(&req, &host);
         record(state, &d);
         if let Some(reply) = d.reply {
             state.reply(reply);
@@ -259,6 +349,24 @@ impl HttpContext for Request {
                 abi::replace_request_header(name, client);
             } else {
                 abi::add_request_header(name, client);
+            }
+        }
+        Action::Continue
+    }
+
+    /// Request trailers (HTTP/2, chunked HTTP/1.1): the key header (with
+    /// `strip_key`) and a client header, in either spelling, are removed
+    /// here too, so neither reaches the upstream beside the real ones.
+    fn on_http_request_trailers(&mut self, _num_trailers: usize) -> Action {
+        let Some(policy) = &self.state.policy else {
+            return Action::Continue;
+        };
+        let key = policy.strip_key.then_some(policy.header.as_bytes());
+        let client = policy.forward_client.as_deref().map(str::as_bytes);
+        let buf = abi::request_trailers();
+        for (name, _) in wire::pairs(&buf) {
+            if key.is_some_and(|k| fold_eq(name, k)) || client.is_some_and(|c| fold_eq(name, c)) {
+                abi::remove_request_trailer(name);
             }
         }
         Action::Continue

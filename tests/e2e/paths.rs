@@ -26,8 +26,9 @@ const TRICKS: &[(&str, u16)] = &[
     ("/admin/users", 401),
     ("/admin?x=/../", 401),
     ("/admin/", 401),
-    ("//admin", 401),
-    ("///admin//users", 401),
+    ("//admin", 400),
+    ("///admin//users", 400),
+    ("/x//admin", 200),
     ("/admin;x=1", 401),
     ("/;x/admin", 401),
     ("/%61dmin", 401),
@@ -98,7 +99,7 @@ fn path_tricks_with_hcm_defaults_are_refused_or_judged_canonically() {
     let url = |p: &str| format!("http://127.0.0.1:{}{p}", envoy.port());
     for (target, want) in [
         ("/files/../admin", 400),
-        ("//admin", 401),
+        ("//admin", 400),
         ("/%2e%2e/admin", 400),
         ("/admin%2F", 400),
     ] {

@@ -5,7 +5,7 @@
 use crate::config::{fold_eq, MAX_KEY_LEN};
 use crate::host;
 use crate::path::{self, PathError};
-use crate::policy::{Auth, Key, KeyState, Mode, Policy, Route};
+use crate::policy::{Auth, HostFrom, Key, KeyState, Mode, Policy, Route};
 use sha2::{Digest, Sha256};
 use std::fmt;
 
@@ -336,7 +336,11 @@ impl Policy {
                 Reply::BadRequest,
             );
         };
-        let authority = req.authority.or(req.host).unwrap_or_default();
+        let authority = match self.host_from {
+            HostFrom::Authority => req.authority.or(req.host),
+            HostFrom::Host => req.host,
+        }
+        .unwrap_or_default();
         let Some(host) = host::normalize(authority) else {
             return d.deny(
                 Outcome::DeniedBadRequest,

@@ -61,7 +61,8 @@ if [ "${#need[@]}" -gt 0 ]; then
 fi
 
 work="$cache/build-$NGINX_VERSION-$NGX_WASM_SHORT-$WASMTIME_VERSION"
-rm -rf "$work"
+# Kept between runs so that a failed build resumes (cargo's target is the
+# expensive part); removed once the host is installed.
 mkdir -p "$work"
 step() { echo "== [$(date -u +%H:%M:%S)] $*" >&2; }
 
@@ -94,17 +95,19 @@ step "2/4 Wasmtime headers"
 src_dir=$(cd "$work/wasmtime" && cargo metadata --format-version 1 2>/dev/null |
   python3 -c 'import json,sys; print([p["manifest_path"] for p in json.load(sys.stdin)["packages"] if p["name"]=="wasmtime-c-api-impl"][0])')
 inc="$work/include"
+rm -rf "$inc"
 cp -r "$(dirname "$src_dir")/include" "$inc"
 conf=$(ls "$work"/wasmtime/target/release/build/wasmtime-c-api-impl-*/out/include/wasmtime/conf.h | head -n 1)
 cp "$conf" "$inc/wasmtime/conf.h"
 # The 26.0.0 build script does not know the `wat` feature, although the
 # library exports wasmtime_wat2wasm; ngx_wasm_module needs the define.
-grep -q WASMTIME_FEATURE_WAT "$inc/wasmtime/conf.h" ||
-  sed -i 's|^#define WASMTIME_FEATURE_WASI|#define WASMTIME_FEATURE_WAT\n&|' "$inc/wasmtime/conf.h"
-grep -q WASMTIME_FEATURE_WAT "$inc/wasmtime/conf.h" ||
+grep -q '^#define WASMTIME_FEATURE_WAT' "$inc/wasmtime/conf.h" ||
+  sed -i '/^#define WASMTIME_CONF_H/a #define WASMTIME_FEATURE_WAT' "$inc/wasmtime/conf.h"
+grep -q '^#define WASMTIME_FEATURE_WAT' "$inc/wasmtime/conf.h" ||
   { echo "could not add WASMTIME_FEATURE_WAT to conf.h" >&2; exit 1; }
 
 step "3/4 unpacking nginx $NGINX_VERSION and ngx_wasm_module $NGX_WASM_SHORT"
+rm -rf "$work/nginx" "$work/ngx_wasm_module"
 mkdir -p "$work/nginx" "$work/ngx_wasm_module"
 tar -xzf "$NGINX_TARBALL" -C "$work/nginx" --strip-components=1
 tar -xzf "$NGX_WASM_TARBALL" -C "$work/ngx_wasm_module" --strip-components=1
@@ -121,7 +124,7 @@ step "4/4 nginx configure + make"
   make install >>"$work/make.log" 2>&1)
 "$bin" -V >&2
 touch "$prefix/.complete"
-# Keep the sources (gdb wants them for backtraces) but not cargo's target.
-rm -rf "$work/wasmtime/target/release/deps" "$work/wasmtime/target/release/build"
+# Keep the sources (gdb wants them for backtraces), not cargo's target.
+rm -rf "$work/wasmtime/target"
 step "done: $bin"
 echo "$bin"

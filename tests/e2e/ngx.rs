@@ -50,6 +50,19 @@ pub fn quote(config: &str) -> String {
     compact.replace('\\', "\\\\").replace('\'', "\\'")
 }
 
+/// The raw bytes nginx answers to `request` within `timeout`, if any.
+pub fn request_with_timeout(port: u16, request: &[u8], timeout: Duration) -> Option<Vec<u8>> {
+    use std::io::Read as _;
+    let mut s = TcpStream::connect(("127.0.0.1", port)).ok()?;
+    s.set_read_timeout(Some(timeout)).ok()?;
+    s.write_all(request).ok()?;
+    let mut buf = Vec::new();
+    match s.read_to_end(&mut buf) {
+        Ok(_) if !buf.is_empty() => Some(buf),
+        _ => None,
+    }
+}
+
 /// How to run nginx for a scenario.
 pub struct NgxSetup {
     pub plugin_config: String,

@@ -189,12 +189,13 @@ impl Root {
 ///
 /// ngx_wasm_module 3bed278 (Kong's proxy-wasm host) answers `plugin_name`
 /// from the filter chain of a request, which `on_configure` has none of:
-/// the worker dies (SIGSEGV, `get_filter_name`). It answers `node` with
-/// "not supported", where Envoy answers with its node; so `plugin_name` is
-/// asked only of a host that knows `node`, and the others group by
-/// `plugin_root_id` (on ngx_wasm_module, every filter of one module).
+/// the worker dies (SIGSEGV, `get_filter_name`). It does not implement
+/// `plugin_vm_id`, which Envoy answers from the same plugin as
+/// `plugin_name`; so `plugin_name` is asked only of a host that answers
+/// `plugin_vm_id`, and the others group by `plugin_root_id` (on
+/// ngx_wasm_module, every filter of one module).
 fn plugin_name() -> Vec<u8> {
-    let property: &[u8] = if abi::get_property(b"node").is_some() {
+    let property: &[u8] = if abi::get_property(b"plugin_vm_id").is_some() {
         b"plugin_name"
     } else {
         b"plugin_root_id"

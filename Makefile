@@ -20,7 +20,7 @@ NGINX_HOST    := nginx-1.22.1-ngxwasm-3bed278-wasmtime-26.0.0
 export NKA_CACHE ?= $(HOME)/.cache/nected-key-auth
 export NGINX_BIN ?= $(NKA_CACHE)/$(NGINX_HOST)/sbin/nginx
 
-.PHONY: all build crash-build cli run test unit e2e nginx-host lint fmt toolchain envoy dist dist-tools obs-tools bench bench-tools soak fuzz clean
+.PHONY: all build crash-build cli run test unit e2e nginx-host lint fmt toolchain envoy dist dist-tools obs-tools bench bench-nginx bench-tools soak fuzz clean
 
 all: build
 
@@ -126,6 +126,12 @@ BENCH_ROUNDS  ?= 5
 bench: build envoy bench-tools
 	cargo bench --bench core -- --warm-up-time 1 --measurement-time 3
 	python3 scripts/bench.py --envoy "$(ENVOY)" --seconds $(BENCH_SECONDS) --rounds $(BENCH_ROUNDS)
+
+## bench-nginx: instructions per request on nginx + ngx_wasm_module +
+## Wasmtime (callgrind): no filter, the pass-through floor, nected-key-auth;
+## writes bench/results-nginx.json and the end of docs/performance.md
+bench-nginx: build nginx-host bench-tools
+	python3 scripts/bench_nginx.py --nginx "$(NGINX_BIN)" --seconds $(BENCH_SECONDS)
 
 bench-tools:
 	@for t in wrk:wrk valgrind:valgrind taskset:util-linux; do \

@@ -28,7 +28,13 @@ fn shared_tables_on_nginx() {
             NgxSetup::new(config).underscores(),
         );
         let send = |r: &Req| nginx.send(r.clone());
-        not_expressed.extend(scenarios::run(Host::Nginx, &table, &send, &mut t));
+        not_expressed.extend(scenarios::run(
+            Host::Nginx,
+            &table,
+            nginx.port,
+            &send,
+            &mut t,
+        ));
         let expected = table
             .iter()
             .filter(|s| scenarios::outcome(s, Host::Nginx).is_some())

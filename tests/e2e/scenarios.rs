@@ -27,6 +27,13 @@ pub enum Want {
     HostReply(u16),
     /// The request reached the upstream, which saw this.
     Upstream(Seen),
+    /// Sent as gRPC over h2c (curl), not as `req`: the gRPC form of the
+    /// reply, HTTP 200 with this `grpc-status`, and not upstream.
+    Grpc {
+        status: &'static str,
+        path: &'static str,
+        key: Option<&'static str>,
+    },
 }
 
 /// What the upstream must (not) have received.
@@ -118,6 +125,11 @@ pub fn outcome(s: &Scenario, host: Host) -> Option<&'static str> {
         Want::Reply(403) => Some("denied_forbidden"),
         Want::Reply(400) => Some("denied_bad_request"),
         Want::Reply(_) | Want::HostReply(_) => None,
+        Want::Grpc { status, .. } => match *status {
+            "16" => Some("denied_missing"),
+            "7" => Some("denied_forbidden"),
+            _ => None,
+        },
         Want::Upstream(_) => None,
     }
 }
@@ -127,6 +139,7 @@ pub fn outcome(s: &Scenario, host: Host) -> Option<&'static str> {
 pub fn run(
     host: Host,
     table: &[Scenario],
+    port: u16,
     send: &dyn Fn(&Req) -> Response,
     t: &mut Cases,
 ) -> Vec<String> {
@@ -139,8 +152,35 @@ pub fn run(
                 continue;
             }
         };
-        let r = send(&s.req);
         let name = format!("{host:?}: {}", s.name);
+        if let Want::Grpc { status, path, key } = want {
+            let mut args = vec![
+                "--http2-prior-knowledge".to_owned(),
+                "-X".into(),
+                "POST".into(),
+                "-H".into(),
+                "content-type: application/grpc".into(),
+                "-H".into(),
+                "te: trailers".into(),
+                "--data-binary".into(),
+                "".into(),
+            ];
+            if let Some(k) = key {
+                args.push("-H".into());
+                args.push(format!("nected-api-key: {k}"));
+            }
+            args.push(format!("http://127.0.0.1:{port}{path}"));
+            let r = curl(&args.iter().map(String::as_str).collect::<Vec<_>>());
+            t.check(
+                &name,
+                r.status == 200
+                    && r.header("grpc-status").as_deref() == Some(status)
+                    && !r.reached_upstream(),
+                &r,
+            );
+            continue;
+        }
+        let r = send(&s.req);
         match want {
             Want::Reply(status) => {
                 t.status(&name, &r, *status);
@@ -186,6 +226,7 @@ pub fn run(
                     ),
                 );
             }
+            Want::Grpc { .. } => {}
             Want::Upstream(seen) => {
                 if let Some(e) = t.passed(&name, &r) {
                     for h in &seen.absent {
@@ -211,6 +252,8 @@ pub fn run(
 // ------------------------------------------------------------------ tables
 
 use crate::contract::{K_CRON, K_EXPIRED, K_FUTURE, K_LEAKED, K_NEW, K_OLD};
+
+const NO_GRPC: &str = "ngx_wasm_module ignores the grpc_status of a local reply (read from source) and the shipped nginx.conf serves HTTP/1.1 only: a gRPC client gets the plain HTTP reply";
 
 /// Rows against `contract::config()`: routing, methods, hosts, every key
 /// state, rotation, duplicates, strip_key, forward_client and spoofing,
@@ -399,6 +442,29 @@ pub fn contract_rows() -> Vec<Scenario> {
                 .header("access-control-request-method", "POST"),
             401,
         ),
+        // -- gRPC form of the replies
+        S {
+            name: "gRPC without a key: HTTP 200, grpc-status 16".into(),
+            req: Req::post("/api/v1/rules/Eval"),
+            want: Want::Grpc {
+                status: "16",
+                path: "/api/v1/rules/Eval",
+                key: None,
+            },
+            except: Vec::new(),
+        }
+        .on(Host::Nginx, None, NO_GRPC),
+        S {
+            name: "gRPC with a key of another client: grpc-status 7".into(),
+            req: Req::post("/api/v1/rules/Eval"),
+            want: Want::Grpc {
+                status: "7",
+                path: "/api/v1/rules/Eval",
+                key: Some(K_CRON),
+            },
+            except: Vec::new(),
+        }
+        .on(Host::Nginx, None, NO_GRPC),
         // -- method overrides, rewrite hints
         S::reply(
             "x-http-method-override on a public route",
@@ -543,7 +609,7 @@ fn shared_tables_on_envoy() {
     ] {
         let envoy = Envoy::start(&format!("shared-{label}"), Setup::new(config));
         let send = |r: &Req| envoy.send(r.clone());
-        not_expressed.extend(run(Host::Envoy, &table, &send, &mut t));
+        not_expressed.extend(run(Host::Envoy, &table, envoy.port(), &send, &mut t));
         let expected: usize = table
             .iter()
             .filter(|s| outcome(s, Host::Envoy).is_some())

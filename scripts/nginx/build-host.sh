@@ -12,6 +12,8 @@
 #                     3bed27836bb402143c6cbde17994b1d11a1084bc.tar.gz
 #   Wasmtime's C API  crates.io crate wasmtime-c-api-impl =26.0.0 (cargo)
 #   NKA_CACHE         where built hosts are kept (~/.cache/nected-key-auth)
+#   NKA_SKIP_CHECKSUMS=1  accept tarballs whose SHA-256 differs from the
+#                     vendored ones
 set -euo pipefail
 
 NGINX_VERSION=1.22.1
@@ -38,6 +40,18 @@ missing=0
 for f in "$NGINX_TARBALL" "$NGX_WASM_TARBALL"; do
   [ -f "$f" ] || { echo "missing source: $f" >&2; missing=1; }
 done
+# The vendored files' checksums (shared/vendor/SHA256SUMS); other
+# downloads of the same versions may differ (GitHub's archives): set
+# NKA_SKIP_CHECKSUMS=1 to build from them anyway.
+NGINX_SHA256=9ebb333a9e82b952acd3e2b4aeb1d4ff6406f72491bab6cd9fe69f0dea737f31
+NGX_WASM_SHA256=90f8b14b1629c75d9908af897c2972d57a37c315882e4f966b4880ad8c520487
+if [ "$missing" = 0 ] && [ -z "${NKA_SKIP_CHECKSUMS:-}" ]; then
+  for pair in "$NGINX_TARBALL:$NGINX_SHA256" "$NGX_WASM_TARBALL:$NGX_WASM_SHA256"; do
+    f=${pair%:*} want=${pair##*:}
+    got=$(sha256sum "$f" | cut -d' ' -f1)
+    [ "$got" = "$want" ] || { echo "$f: sha256 $got, expected $want (NKA_SKIP_CHECKSUMS=1 to skip)" >&2; exit 1; }
+  done
+fi
 if [ "$missing" = 1 ]; then
   cat >&2 <<MSG
 Download the sources and point the variables at them:

@@ -64,6 +64,7 @@ pub fn request_with_timeout(port: u16, request: &[u8], timeout: Duration) -> Opt
 }
 
 /// How to run nginx for a scenario.
+#[derive(Clone)]
 pub struct NgxSetup {
     pub plugin_config: String,
     /// The configuration text instead of the shipped one (same
@@ -148,10 +149,17 @@ pub struct Nginx {
 
 impl Nginx {
     pub fn start(name: &str, setup: NgxSetup) -> Nginx {
-        match Nginx::try_start(name, setup) {
-            Ok(n) => n,
-            Err(log) => panic!("nginx did not start:\n{log}"),
+        // A port picked free can be taken before nginx binds it (tests run
+        // in parallel): try again with another.
+        let mut last = String::new();
+        for _ in 0..3 {
+            match Nginx::try_start(name, setup.clone()) {
+                Ok(n) => return n,
+                Err(log) if log.contains("Address already in use") => last = log,
+                Err(log) => panic!("nginx did not start:\n{log}"),
+            }
         }
+        panic!("nginx did not start:\n{last}")
     }
 
     pub fn try_start(name: &str, setup: NgxSetup) -> Result<Nginx, String> {

@@ -14,8 +14,13 @@ export NKA_WASM  := $(abspath $(WASM))
 # Test-only build that panics on a trigger header (tests/e2e/failure.rs).
 CRASH_WASM    := target/crash/wasm32-wasip1/release/nected_key_auth.wasm
 export NKA_CRASH_WASM := $(abspath $(CRASH_WASM))
+# The second proxy-wasm host (nginx + ngx_wasm_module + Wasmtime), built
+# once by scripts/nginx/build-host.sh and cached outside the clone.
+NGINX_HOST    := nginx-1.22.1-ngxwasm-3bed278-wasmtime-26.0.0
+export NKA_CACHE ?= $(HOME)/.cache/nected-key-auth
+export NGINX_BIN ?= $(NKA_CACHE)/$(NGINX_HOST)/sbin/nginx
 
-.PHONY: all build crash-build cli run test unit e2e lint fmt toolchain envoy dist dist-tools obs-tools bench bench-tools soak fuzz clean
+.PHONY: all build crash-build cli run test unit e2e nginx-host lint fmt toolchain envoy dist dist-tools obs-tools bench bench-nginx bench-tools soak fuzz clean
 
 all: build
 
@@ -41,14 +46,21 @@ cli: toolchain
 
 ## test: lint, unit tests, end-to-end tests through a real Envoy, and the
 ## release artifacts (dist/) and observability files read back
-test: build crash-build envoy lint dist obs-tools
+test: build crash-build envoy nginx-host lint dist obs-tools
 	NKA_DIST=$(abspath dist) cargo test --all-targets
 
 unit: toolchain
 	cargo test --lib --bins
 
-e2e: build crash-build envoy
+e2e: build crash-build envoy nginx-host
 	cargo test --test e2e
+
+## nginx-host: nginx 1.22.1 + ngx_wasm_module 3bed278 + Wasmtime 26.0.0,
+## the second proxy-wasm host of the end-to-end tests; built from source
+## the first time (about 8 minutes), then cached in ~/.cache/nected-key-auth
+nginx-host:
+	@scripts/nginx/build-host.sh >/dev/null
+	@echo "nginx host: $(NGINX_BIN)"
 
 lint: toolchain
 	cargo fmt --check
@@ -114,6 +126,12 @@ BENCH_ROUNDS  ?= 5
 bench: build envoy bench-tools
 	cargo bench --bench core -- --warm-up-time 1 --measurement-time 3
 	python3 scripts/bench.py --envoy "$(ENVOY)" --seconds $(BENCH_SECONDS) --rounds $(BENCH_ROUNDS)
+
+## bench-nginx: instructions per request on nginx + ngx_wasm_module +
+## Wasmtime (callgrind): no filter, the pass-through floor, nected-key-auth;
+## writes bench/results-nginx.json and the end of docs/performance.md
+bench-nginx: build nginx-host bench-tools
+	python3 scripts/bench_nginx.py --nginx "$(NGINX_BIN)" --seconds $(BENCH_SECONDS)
 
 bench-tools:
 	@for t in wrk:wrk valgrind:valgrind taskset:util-linux; do \

@@ -6,7 +6,8 @@ use crate::host::{self, HostPattern};
 use crate::json::Node;
 use crate::path;
 use crate::policy::{
-    prefix64, Auth, ClientId, DigestEntry, Key, Mode, PathMatch, Policy, Route, RouteIndex,
+    prefix64, Auth, ClientId, DigestEntry, HostFrom, Key, Mode, PathMatch, Policy, Route,
+    RouteIndex,
 };
 use crate::shape::{
     check_object, ConfigError, Errors, Field, JsonPath, Kind, Members, Object, Problem, Text,
@@ -165,6 +166,7 @@ pub fn parse_instant(s: &str) -> Option<i128> {
 
 pub const AUTH_VALUES: &[&str] = &["none", "private"];
 pub const MODE_VALUES: &[&str] = &["enforce", "report"];
+pub const HOST_FROM_VALUES: &[&str] = &["authority", "host"];
 
 pub static ROUTE: Object = Object {
     title: "Route",
@@ -332,6 +334,12 @@ pub static CONFIG: Object = Object {
             required: false,
             kind: Kind::Choice { values: MODE_VALUES, default: Some("enforce") },
         },
+        Field {
+            name: "host_from",
+            doc: "Where the request's host is read: `authority` (`:authority`, or `host` where the host gives none), or `host`: the client's `host` header only, for hosts whose `:authority` is not the client's host (ngx_wasm_module, Kong: nginx's `server_name`).",
+            required: false,
+            kind: Kind::Choice { values: HOST_FROM_VALUES, default: Some("authority") },
+        },
     ],
     rules: &[
         "`forward_client` differs from `header`, also when `_` is read as `-`",
@@ -423,6 +431,11 @@ fn compile_node(node: &Node, bytes: &[u8], errors: &mut Errors) -> Option<Policy
             Mode::Report
         } else {
             Mode::Enforce
+        },
+        host_from: if top.text("host_from") == Some("host") {
+            HostFrom::Host
+        } else {
+            HostFrom::Authority
         },
         fingerprint: hex(fingerprint.get(..6).unwrap_or_default()),
     })

@@ -2,7 +2,7 @@
 //! contract (`CONTRACT.md`, "Plugin configuration").
 
 use super::*;
-use crate::policy::{Auth, Mode, PathMatch, Policy, Summary};
+use crate::policy::{Auth, HostFrom, Mode, PathMatch, Policy, Summary};
 use crate::shape::{ConfigError, Problem};
 use sha2::{Digest, Sha256};
 
@@ -175,6 +175,9 @@ fn bad_configs_are_rejected_with_their_json_paths() {
         ("`routes[].auth`: `none` or `private`", r#"{"routes":[{"name":"a","path":"/a","auth":"public"}]}"#.into(), vec![("$.routes[0].auth", NotOneOf)]),
         ("`mode`: `enforce` or `report`", r#"{"mode":"shadow"}"#.into(), vec![("$.mode", NotOneOf)]),
         ("`mode`: `enforce` or `report` (case-sensitive)", r#"{"mode":"Enforce"}"#.into(), vec![("$.mode", NotOneOf)]),
+        ("`host_from`: `authority` or `host`", r#"{"host_from":"server_name"}"#.into(), vec![("$.host_from", NotOneOf)]),
+        ("`host_from`: `authority` or `host` (case-sensitive)", r#"{"host_from":"Host"}"#.into(), vec![("$.host_from", NotOneOf)]),
+        ("wrong type: `host_from` is a string", r#"{"host_from":true}"#.into(), vec![("$.host_from", Type)]),
         // -- a field given twice
         ("a field given twice (top level)", r#"{"mode":"report","mode":"enforce"}"#.into(), vec![("$.mode", Repeated)]),
         ("a field given twice (same value)", r#"{"strip_key":true,"strip_key":true}"#.into(), vec![("$.strip_key", Repeated)]),
@@ -728,6 +731,15 @@ fn good_configs_compile() {
             assert!(p.allow_cors_preflight)
         }),
         ("`require_tls`: true", r#"{"require_tls":true}"#.into(), |p| assert!(p.require_tls)),
+        ("`host_from`: `authority` by default", "{}".into(), |p| {
+            assert_eq!(p.host_from, HostFrom::Authority)
+        }),
+        ("`host_from`: `authority`", r#"{"host_from":"authority"}"#.into(), |p| {
+            assert_eq!(p.host_from, HostFrom::Authority)
+        }),
+        ("`host_from`: `host`", r#"{"host_from":"host"}"#.into(), |p| {
+            assert_eq!(p.host_from, HostFrom::Host)
+        }),
         ("`mode`: `report`", r#"{"mode":"report"}"#.into(), |p| assert_eq!(p.mode, Mode::Report)),
         ("`mode`: `enforce`", r#"{"mode":"enforce"}"#.into(), |p| assert_eq!(p.mode, Mode::Enforce)),
         ("`routes[].path`: equal to the canonical path", r#"{"routes":[{"name":"a","path":"/healthz","auth":"none"}]}"#.into(), |p| {

@@ -5,7 +5,7 @@
 use crate::config::{fold_eq, MAX_KEY_LEN};
 use crate::host;
 use crate::path::{self, PathError};
-use crate::policy::{Auth, Key, KeyState, Mode, Policy, Route};
+use crate::policy::{Auth, HostFrom, Key, KeyState, Mode, Policy, Route};
 use sha2::{Digest, Sha256};
 use std::fmt;
 
@@ -90,6 +90,7 @@ pub enum Reason {
     RewriteHint,
     NoMethod,
     BadHost,
+    TooManyHeaders,
     NoConfig,
 }
 
@@ -115,6 +116,7 @@ impl Reason {
             Reason::RewriteHint => "rewrite_hint_header",
             Reason::NoMethod => "no_method",
             Reason::BadHost => "bad_host",
+            Reason::TooManyHeaders => "too_many_headers",
             Reason::NoConfig => "no_config",
         }
     }
@@ -200,6 +202,8 @@ pub struct Request<'r> {
     pub origin: bool,
     /// A non-empty `access-control-request-method` header.
     pub cors_request_method: bool,
+    /// Header map entries, pseudo-headers included.
+    pub entries: usize,
 }
 
 impl<'r> Request<'r> {
@@ -211,6 +215,10 @@ impl<'r> Request<'r> {
         }
     }
 }
+
+/// Header map entries (pseudo-headers included) from which a request is
+/// refused: where ngx_wasm_module 3bed278 cuts the map it hands a filter.
+pub const MAX_HEADER_ENTRIES: usize = 100;
 
 const METHOD_OVERRIDES: [&[u8]; 3] = [
     b"x-http-method-override",
@@ -246,6 +254,7 @@ impl Policy {
         let client_name = self.forward_client.as_deref().map(str::as_bytes);
         let mut req = Request::default();
         for (name, raw) in headers {
+            req.entries += 1;
             let value = trim(raw);
             if let Some(pseudo) = name.strip_prefix(b":") {
                 match pseudo {
@@ -298,6 +307,17 @@ impl Policy {
             mode: self.mode,
         };
 
+        // A map this large may be cut: ngx_wasm_module (Kong) hands a filter
+        // the first 100 entries only, and what it leaves out (a second key,
+        // a forged client header) would go upstream unjudged.
+        if req.entries >= MAX_HEADER_ENTRIES {
+            return d.deny(
+                Outcome::DeniedBadRequest,
+                Reason::TooManyHeaders,
+                Reply::BadRequest,
+            );
+        }
+
         // 1. Canonical path.
         let canonical = match req.path.map(path::canonical) {
             Some(Ok(p)) => p,
@@ -336,7 +356,11 @@ impl Policy {
                 Reply::BadRequest,
             );
         };
-        let authority = req.authority.or(req.host).unwrap_or_default();
+        let authority = match self.host_from {
+            HostFrom::Authority => req.authority.or(req.host),
+            HostFrom::Host => req.host,
+        }
+        .unwrap_or_default();
         let Some(host) = host::normalize(authority) else {
             return d.deny(
                 Outcome::DeniedBadRequest,

@@ -2359,6 +2359,106 @@ fn decisions_are_the_same_with_authority_or_host() {
     }
 }
 
+#[test]
+fn a_header_map_of_100_entries_or_more_is_refused() {
+    // ngx_wasm_module hands a filter the first 100 entries only.
+    let p = main_policy("");
+    let with = |n: usize| {
+        let mut req = Req::get("/healthz");
+        let have = req.0.len();
+        for i in have..n {
+            req = req.h(format!("x-filler-{i}"), "v");
+        }
+        assert_eq!(req.0.len(), n);
+        req
+    };
+    let rows: Vec<Row> = vec![
+        (
+            "99 entries: decided as usual",
+            with(99),
+            Public,
+            "public_route",
+            "health",
+        ),
+        (
+            "100 entries: refused",
+            with(100),
+            DeniedBadRequest,
+            "too_many_headers",
+            "(default)",
+        ),
+        (
+            "150 entries: refused",
+            with(150),
+            DeniedBadRequest,
+            "too_many_headers",
+            "(default)",
+        ),
+        (
+            "100 entries with a valid key: refused",
+            with(99).key(K_CRON),
+            DeniedBadRequest,
+            "too_many_headers",
+            "(default)",
+        ),
+    ];
+    check_rows(&p, &env_now, &rows);
+}
+
+#[test]
+fn host_from_host_judges_the_host_header() {
+    // ngx_wasm_module: `:authority` is nginx's `server_name`, the client's
+    // host is the `host` header.
+    let p = main_policy(r#""host_from":"host","#);
+    let rows: Vec<Row> = vec![
+        (
+            "`host_from: host`: `host` is judged, `:authority` ignored",
+            Req::get("/docs/a")
+                .host("www.example.com")
+                .h("host", "api.example.com"),
+            Public,
+            "public_route",
+            "docs",
+        ),
+        (
+            "`host_from: host`: `:authority` alone does not match",
+            Req::get("/docs/a")
+                .host("api.example.com")
+                .h("host", "other.example.com"),
+            DeniedMissing,
+            "no_key",
+            "(default)",
+        ),
+        (
+            "`host_from: host`: no `host` header is a bad request",
+            Req::get("/docs/a").host("api.example.com"),
+            DeniedBadRequest,
+            "bad_host",
+            "(default)",
+        ),
+        (
+            "`host_from: host`: a malformed `host` is refused",
+            Req::get("/docs/a").h("host", "a..example.com"),
+            DeniedBadRequest,
+            "bad_host",
+            "(default)",
+        ),
+    ];
+    check_rows(&p, &env_now, &rows);
+    // The default reads `:authority` first.
+    let p = main_policy("");
+    let rows: Vec<Row> = vec![(
+        "`host_from: authority` (default): `:authority` wins over `host`",
+        Req::get("/docs/a")
+            .host("www.example.com")
+            .h("host", "api.example.com"),
+        DeniedMissing,
+        "no_key",
+        "(default)",
+    )];
+    check_rows(&p, &env_now, &rows);
+}
+
 // ---- replies --------------------------------------------------------------
 
 #[test]

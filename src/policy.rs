@@ -33,6 +33,16 @@ impl Mode {
     }
 }
 
+/// Where the request's host is read (`host_from`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HostFrom {
+    /// `:authority`, or `host` where the host gives no `:authority`.
+    Authority,
+    /// The client's `host` header only (ngx_wasm_module builds
+    /// `:authority` from nginx's `server_name`, not from the client).
+    Host,
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum PathMatch {
     Exact(Box<[u8]>),
@@ -274,6 +284,7 @@ pub struct Policy {
     pub allow_cors_preflight: bool,
     pub require_tls: bool,
     pub mode: Mode,
+    pub host_from: HostFrom,
     /// First 12 hex characters of the SHA-256 of the configuration bytes.
     pub fingerprint: String,
 }

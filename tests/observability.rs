@@ -65,6 +65,7 @@ fn refusal_reasons() -> Vec<&'static str> {
             | Reason::RewriteHint
             | Reason::NoMethod
             | Reason::BadHost
+            | Reason::TooManyHeaders
             | Reason::NoConfig => true,
         }
     }
@@ -114,6 +115,7 @@ fn refusal_reasons() -> Vec<&'static str> {
         Reason::RewriteHint,
         Reason::NoMethod,
         Reason::BadHost,
+        Reason::TooManyHeaders,
         Reason::NoConfig,
     ];
     all.extend(paths.map(Reason::Path));

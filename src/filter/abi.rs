@@ -26,6 +26,13 @@ extern "C" {
         size: *mut usize,
     ) -> u32;
     fn proxy_get_header_map_pairs(map: u32, data: *mut *mut u8, size: *mut usize) -> u32;
+    fn proxy_get_header_map_value(
+        map: u32,
+        key: *const u8,
+        key_size: usize,
+        value: *mut *mut u8,
+        value_size: *mut usize,
+    ) -> u32;
     fn proxy_remove_header_map_value(map: u32, key: *const u8, key_size: usize) -> u32;
     fn proxy_replace_header_map_value(
         map: u32,
@@ -130,6 +137,22 @@ pub fn request_trailers() -> Vec<u8> {
     // SAFETY: out-pointers to locals.
     let status = unsafe { proxy_get_header_map_pairs(MAP_REQUEST_TRAILERS, &mut data, &mut size) };
     owned(status, data, size).unwrap_or_default()
+}
+
+/// One request header's value (the first, for a repeated name).
+pub fn request_header(name: &[u8]) -> Option<Vec<u8>> {
+    let (mut data, mut size) = (null_mut(), 0);
+    // SAFETY: pointer and length of a live slice; out-pointers to locals.
+    let status = unsafe {
+        proxy_get_header_map_value(
+            MAP_REQUEST_HEADERS,
+            name.as_ptr(),
+            name.len(),
+            &mut data,
+            &mut size,
+        )
+    };
+    owned(status, data, size)
 }
 
 pub fn remove_request_header(name: &[u8]) {

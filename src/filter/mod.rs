@@ -168,7 +168,7 @@ impl Root {
     /// Publishes the revoked keys of an accepted configuration to every
     /// configuration of the same plugin name in this VM.
     fn publish_revocations(&mut self, policy: &Policy) {
-        let name = abi::get_property(b"plugin_name").unwrap_or_default();
+        let name = plugin_name();
         let shared = REGISTRY.with(|r| r.try_borrow_mut().map(|mut r| r.join(&name)));
         let Ok(shared) = shared else {
             return;
@@ -183,6 +183,24 @@ impl Root {
         }
         self.revocations = Some(shared);
     }
+}
+
+/// The name that groups this filter's configurations in the VM.
+///
+/// ngx_wasm_module 3bed278 (Kong's proxy-wasm host) answers `plugin_name`
+/// from the filter chain of a request, which `on_configure` has none of:
+/// the worker dies (SIGSEGV, `get_filter_name`). It does not implement
+/// `plugin_vm_id`, which Envoy answers from the same plugin as
+/// `plugin_name`; so `plugin_name` is asked only of a host that answers
+/// `plugin_vm_id`, and the others group by `plugin_root_id` (on
+/// ngx_wasm_module, every filter of one module).
+fn plugin_name() -> Vec<u8> {
+    let property: &[u8] = if abi::get_property(b"plugin_vm_id").is_some() {
+        b"plugin_name"
+    } else {
+        b"plugin_root_id"
+    };
+    abi::get_property(property).unwrap_or_default()
 }
 
 fn withdraw(shared: &Shared, context_id: u32) {
@@ -327,7 +345,7 @@ impl HttpContext for Request {
                 .path
                 .and_then(|p| path::without_query_param(p, policy.header.as_bytes()));
             if let Some(stripped) = stripped {
-                abi::replace_request_header_bytes(b":path", &stripped);
+                replace_path(stripped);
             }
         }
         let host = Host {
@@ -370,6 +388,19 @@ impl HttpContext for Request {
             }
         }
         Action::Continue
+    }
+}
+
+/// Sets `:path` to `path`. ngx_wasm_module 3bed278 keeps the old query
+/// when the new `:path` has none (it only sets nginx's `$args` from a `?`):
+/// read back, and where the query survived, end the path with an empty
+/// one. Envoy takes the first write; the read-back is its only cost, paid
+/// only when a key query parameter was removed.
+fn replace_path(mut path: Vec<u8>) {
+    abi::replace_request_header_bytes(b":path", &path);
+    if !path.contains(&b'?') && abi::request_header(b":path").is_some_and(|p| p != path) {
+        path.push(b'?');
+        abi::replace_request_header_bytes(b":path", &path);
     }
 }
 

@@ -286,7 +286,7 @@ pub fn http_filters(n: usize, failure_policy: &str, wasm: &str, plugin_config: &
     indent(&items, n)
 }
 
-fn make_certificate(dir: &Path) {
+pub fn make_certificate(dir: &Path) {
     let status = Command::new("openssl")
         .args([
             "req",

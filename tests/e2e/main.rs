@@ -9,6 +9,8 @@
 )]
 
 mod harness;
+mod ngx;
+mod scenarios;
 
 mod configs;
 mod contract;
@@ -18,6 +20,7 @@ mod floods;
 mod h2;
 mod hardening;
 mod modes;
+mod nginx;
 mod operators;
 mod paths;
 mod reload;

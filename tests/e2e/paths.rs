@@ -6,7 +6,7 @@ use crate::harness::*;
 
 const KEY: &str = "e2e_paths_admin_key_0123456789";
 
-fn config() -> String {
+pub fn config() -> String {
     format!(
         r#"{{
   "default_auth": "none",
@@ -21,7 +21,7 @@ fn config() -> String {
 }
 
 /// (request target, what the filter must answer with HCM defaults).
-const TRICKS: &[(&str, u16)] = &[
+pub const TRICKS: &[(&str, u16)] = &[
     ("/admin", 401),
     ("/admin/users", 401),
     ("/admin?x=/../", 401),

@@ -156,6 +156,10 @@ struct Phase {
     name: String,
     /// Sent round robin: (label, key, expectation).
     mix: Vec<(&'static str, &'static str, Expect)>,
+    /// For a phase with a config change in flight: the (label, passed)
+    /// outcome every client must have seen before the change counts as
+    /// applied to all its connections (`Load::wait_observed`).
+    watch: Option<(&'static str, bool)>,
 }
 
 #[derive(Default, Clone)]
@@ -195,6 +199,11 @@ struct Shared {
     failures: Mutex<Vec<String>>,
     /// When each phase began (phase index, instant).
     marks: Mutex<Vec<(usize, Instant)>>,
+    /// Per client: the phase of the request it is sending (usize::MAX
+    /// before its first).
+    working: Vec<AtomicUsize>,
+    /// Per phase: a bit per client that has seen the phase's `watch`.
+    observed: Vec<AtomicU64>,
 }
 
 /// Load generator: `THREADS` clients, one keep-alive connection each.
@@ -318,12 +327,14 @@ impl Load {
     fn start(port: u16, phases: Vec<Phase>) -> Load {
         let shared = Arc::new(Shared {
             done: phases.iter().map(|_| AtomicU64::new(0)).collect(),
+            observed: phases.iter().map(|_| AtomicU64::new(0)).collect(),
             phases,
             current: AtomicUsize::new(0),
             stop: AtomicBool::new(false),
             tallies: Mutex::new(Vec::new()),
             failures: Mutex::new(Vec::new()),
             marks: Mutex::new(vec![(0, Instant::now())]),
+            working: (0..THREADS).map(|_| AtomicUsize::new(usize::MAX)).collect(),
         });
         let threads = (0..THREADS)
             .map(|n| {
@@ -343,6 +354,39 @@ impl Load {
             .unwrap_or_else(|| panic!("no phase {name}"));
         self.shared.current.store(at, Ordering::SeqCst);
         self.shared.marks.lock().unwrap().push((at, Instant::now()));
+        // A request a client began under the previous phase is judged by
+        // that phase's expectations: wait until every client has finished
+        // it, so that a config change that follows cannot meet it.
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while self
+            .shared
+            .working
+            .iter()
+            .any(|w| w.load(Ordering::SeqCst) != at)
+        {
+            assert!(Instant::now() < deadline, "a client stalled before {name}");
+            std::thread::sleep(Duration::from_millis(1));
+        }
+    }
+
+    /// Waits until every client has seen the current phase's `watch`
+    /// outcome on its connection: Envoy counts an update as applied before
+    /// every worker serves it, so the next phase's strict expectations
+    /// start only once each connection has shown the change.
+    fn wait_observed(&self) -> Duration {
+        let started = Instant::now();
+        let at = self.shared.current.load(Ordering::SeqCst);
+        let all = (1u64 << THREADS) - 1;
+        let deadline = started + Duration::from_secs(20);
+        while self.shared.observed[at].load(Ordering::SeqCst) != all {
+            assert!(
+                Instant::now() < deadline,
+                "not every connection saw the change in phase {}",
+                self.shared.phases[at].name
+            );
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        started.elapsed()
     }
 
     /// Waits until the current phase has completed `n` requests.
@@ -434,6 +478,7 @@ fn run(shared: &Shared, port: u16, n: usize) {
     let mut turn = n;
     while !shared.stop.load(Ordering::SeqCst) {
         let at = shared.current.load(Ordering::SeqCst);
+        shared.working[n].store(at, Ordering::SeqCst);
         let phase = &shared.phases[at];
         let (label, key, expect) = phase.mix[turn % phase.mix.len()];
         turn += 1;
@@ -455,13 +500,18 @@ fn run(shared: &Shared, port: u16, n: usize) {
         };
         if !ok {
             count.failed += 1;
-            let what = match outcome {
+            let what = match &outcome {
                 Outcome::Status(s, upstream) => format!("status {s} (upstream: {upstream})"),
                 Outcome::NoResponse(e) => format!("no response: {e}"),
             };
             let mut failures = shared.failures.lock().unwrap();
             if failures.len() < 20 {
                 failures.push(format!("{}: {label} ({expect:?}): {what}", phase.name));
+            }
+        }
+        if let (Some((watch, passed)), Outcome::Status(status, _)) = (phase.watch, &outcome) {
+            if watch == label && (*status == 200) == passed {
+                shared.observed[at].fetch_or(1 << n, Ordering::SeqCst);
             }
         }
         shared.done[at].fetch_add(1, Ordering::SeqCst);
@@ -485,6 +535,11 @@ fn phases(broken: &[(&'static str, String, String)]) -> Vec<Phase> {
     let p = |name: &str, mix: Vec<(&'static str, &'static str, Expect)>| Phase {
         name: name.to_owned(),
         mix,
+        watch: None,
+    };
+    let watching = |phase: Phase, label, passed| Phase {
+        watch: Some((label, passed)),
+        ..phase
     };
     let after_retire = vec![
         ("new", NEW, Pass),
@@ -494,13 +549,22 @@ fn phases(broken: &[(&'static str, String, String)]) -> Vec<Phase> {
     ];
     let mut phases = vec![
         p(STEADY_OLD, vec![("old", OLD, Pass), ("new", NEW, Deny)]),
-        p(ADDING, vec![("old", OLD, Pass)]),
+        // The new key is on its way: each connection must show it passing.
+        watching(
+            p(ADDING, vec![("old", OLD, Pass), ("new", NEW, Either)]),
+            "new",
+            true,
+        ),
         p(OVERLAP, vec![("old", OLD, Pass), ("new", NEW, Pass)]),
         p(MOVED, vec![("new", NEW, Pass)]),
         // A client that was not moved keeps trying the old key.
-        p(
-            RETIRING,
-            vec![("new", NEW, Pass), ("new", NEW, Pass), ("old", OLD, Either)],
+        watching(
+            p(
+                RETIRING,
+                vec![("new", NEW, Pass), ("new", NEW, Pass), ("old", OLD, Either)],
+            ),
+            "old",
+            false,
         ),
         p(RETIRED, after_retire.clone()),
     ];
@@ -552,6 +616,7 @@ fn rotate_under_load(variant: &str, source: &mut dyn Source, rotation: &Rotation
     // 1. Add the new key for the same client.
     load.phase(ADDING);
     timings.push(("add key", source.apply(&rotation.overlap, &mut t)));
+    timings.push(("add key seen on every connection", load.wait_observed()));
     load.phase(OVERLAP);
     load.wait_requests(STEADY);
 
@@ -560,6 +625,7 @@ fn rotate_under_load(variant: &str, source: &mut dyn Source, rotation: &Rotation
     load.wait_requests(STEADY);
     load.phase(RETIRING);
     timings.push(("retire old key", source.apply(&rotation.retired, &mut t)));
+    timings.push(("retirement seen on every connection", load.wait_observed()));
     load.phase(RETIRED);
     load.wait_requests(STEADY);
 

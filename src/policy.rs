@@ -285,7 +285,8 @@ pub struct Policy {
     pub require_tls: bool,
     pub mode: Mode,
     pub host_from: HostFrom,
-    /// First 12 hex characters of the SHA-256 of the configuration bytes.
+    /// First 12 hex characters of the SHA-256 of the configuration's
+    /// canonical form (RFC 8785).
     pub fingerprint: String,
 }
 

@@ -555,7 +555,25 @@ fn every_rendered_file_passes_check_with_the_fingerprint_of_the_plain_json() {
         // Rendering a rendered file gives the same file.
         let again = run(&["render", "--gateway", gateway, "--config", &file], None);
         assert_eq!(stdout(&again), rendered, "{gateway}");
+        // Kong's `:authority` is not the client's host: the demo config has
+        // no `host_from`, so rendering for Kong says what to add.
+        assert_eq!(
+            stderr(&o).contains(r#""host_from": "host""#),
+            gateway == "kong",
+            "{gateway}: {}",
+            stderr(&o)
+        );
     }
+    let with_host = temp_file(
+        "host-from.json",
+        r#"{"host_from": "host", "routes": [], "keys": []}"#,
+    );
+    let o = run(
+        &["render", "--gateway", "kong", "--config", &with_host],
+        None,
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(stderr(&o).is_empty(), "{}", stderr(&o));
     let o = run(
         &[
             "render",

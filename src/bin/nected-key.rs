@@ -6,7 +6,7 @@ use nected_key_auth::cli::render::{self, Gateway};
 use nected_key_auth::cli::{usage, when};
 use nected_key_auth::config::{self, hex, ID};
 use nected_key_auth::json::Node;
-use nected_key_auth::policy::{Auth, KeyState, Policy};
+use nected_key_auth::policy::{Auth, HostFrom, KeyState, Policy};
 use nected_key_auth::shape::ConfigError;
 use sha2::{Digest, Sha256};
 use std::io::{Read, Write};
@@ -174,7 +174,9 @@ YAML by hand. G is one of:
   kong           a Kong declarative config with a filter chain
   apisix         an APISIX Admin API route body
 The configuration is checked first; `check` accepts the output as it is and
-shows the same fingerprint.
+shows the same fingerprint. For kong, a configuration without
+`host_from: host` gets a note on stderr: Kong's :authority is nginx's
+server_name, not the client's host.
 ",
         run: render_cmd,
         values: &["--gateway", "--config"],
@@ -957,6 +959,13 @@ fn render_cmd(args: &Args) -> Result<ExitCode, Usage> {
     match rendered {
         Some(text) => {
             out(&text);
+            if gateway == Gateway::Kong && policy.host_from != HostFrom::Host {
+                err(
+                    "nected-key: note: on Kong, `:authority` is nginx's server_name, not the \
+                     client's host; add \"host_from\": \"host\" to the configuration so that \
+                     routes' `hosts` judge the client's Host (docs/gateways.md#kong)",
+                );
+            }
             Ok(ExitCode::SUCCESS)
         }
         None => fail(&format!("{file}: cannot be rendered")),

@@ -273,6 +273,8 @@ pub struct Policy {
     pub forward_client: Option<Box<str>>,
     pub allow_cors_preflight: bool,
     pub require_tls: bool,
+    /// Log each request's decision at debug (decided here, not per request).
+    pub log_requests: bool,
     pub mode: Mode,
     /// First 12 hex characters of the SHA-256 of the configuration bytes.
     pub fingerprint: String,

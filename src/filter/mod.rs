@@ -8,7 +8,7 @@ mod crash;
 use crate::config::{self, fold_eq};
 use crate::decide::{decide_without_policy, Decision, Env, Outcome, Reply};
 use crate::path;
-use crate::policy::Policy;
+use crate::policy::{PathHash, Policy};
 use crate::revocation::{self, Registry, Revocations, Shared};
 use crate::wire;
 use proxy_wasm::traits::{Context, HttpContext, RootContext};
@@ -53,7 +53,7 @@ struct State {
 struct Detail {
     /// By the key's address in the policy (fixed while this state lives):
     /// `[allowed, refused]`.
-    keys: HashMap<usize, [Option<u32>; 2]>,
+    keys: HashMap<usize, [Option<u32>; 2], PathHash>,
     /// By `Reason::as_str()` of a refusal.
     reasons: Vec<(&'static str, u32)>,
 }

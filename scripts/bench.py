@@ -240,8 +240,8 @@ class Envoy:
                  concurrency=1, base=None):
         self.name = name
         self.options = OPTIONS.get(name, {})
-        base = base or (19500 if callgrind else 19400)
-        self.port, self.admin = base + index, base + 50 + index
+        ports = base or (19500 if callgrind else 19400)
+        self.port, self.admin = ports + index, ports + 50 + index
         self.dir = os.path.join(work, ("cg-" if callgrind else "") + name
                                 + (f"-c{concurrency}" if base else ""))
         os.makedirs(self.dir)
@@ -663,9 +663,11 @@ def main():
     sizes = {}
     try:
         print(f"== timed: {len(chosen)} Envoys, wrk {args.seconds}s x {args.rounds} rounds", flush=True)
+        # One at a time: `on_configure` and start-up are wall-clock times,
+        # and every Envoy is pinned to the same CPU.
         for i, (name, _, flt) in enumerate(chosen):
-            envoys.append(Envoy(work, name, i, envoy_bin, flt))
-        for e in envoys:
+            e = Envoy(work, name, i, envoy_bin, flt)
+            envoys.append(e)
             e.wait_ready(e.options.get("ready", 60))
             sanity(e)
         configure_ms = {e.name: e.configure_ms() for e in envoys}

@@ -623,6 +623,8 @@ def main():
     ap.add_argument("--quick", action="store_true",
                     help=f"iterate: callgrind only, variants {','.join(QUICK)} (unless --only), "
                          "no memory or request-size rows, nothing written")
+    ap.add_argument("--sized", default=",".join(SIZED),
+                    help="variants also measured with 8, 24 and 64 request headers")
     ap.add_argument("--peers", help="folder of peer modules (default: ../shared/bench-peers)")
     ap.add_argument("--keep-dumps", metavar="DIR",
                     help="keep each variant's callgrind dump (callgrind_annotate DIR/callgrind.NAME)")
@@ -705,7 +707,7 @@ def main():
             e.wait_ready(e.options.get("ready_callgrind", 600))
             instructions[e.name], n = callgrind_instructions(e, args.callgrind_seconds, args.keep_dumps)
             print(f"  {e.name}: {instructions[e.name]:,.0f} instructions/request ({n} requests)", flush=True)
-            if name in SIZED and "sizes" not in skip:
+            if name in args.sized.split(",") and "sizes" not in skip:
                 sizes.setdefault("2", {})[name] = instructions[name]
                 for h in HEADER_COUNTS:
                     got, n = callgrind_instructions(e, args.callgrind_seconds, args.keep_dumps, headers=h)

@@ -442,7 +442,7 @@ def fmt_int(n):
 def svg_chart(results, path):
     """Two bar charts: instructions per request and CPU µs per request."""
     rows = results["variants"]
-    width, bar_h, gap, left = 760, 22, 8, 250
+    width, bar_h, gap, left = 860, 22, 8, 330
     charts = [("instructions per request (callgrind)", "instructions", fmt_int),
               ("Envoy CPU µs per request (median)", "cpu_us", lambda v: f"{v:.1f}")]
     height = 40 + len(charts) * (len(rows) * (bar_h + gap) + 50)
@@ -608,7 +608,7 @@ SIZED = ["no-filter", "floor-abi", "nected-small"]
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--envoy", required=True)
+    ap.add_argument("--envoy", required=False)
     ap.add_argument("--wasm", default=os.path.join(ROOT, "target/wasm32-wasip1/release/nected_key_auth.wasm"))
     ap.add_argument("--seconds", type=int, default=5)
     ap.add_argument("--rounds", type=int, default=5)
@@ -626,9 +626,19 @@ def main():
     ap.add_argument("--sized", default=",".join(SIZED),
                     help="variants also measured with 8, 24 and 64 request headers")
     ap.add_argument("--peers", help="folder of peer modules (default: ../shared/bench-peers)")
+    ap.add_argument("--render", action="store_true",
+                    help="only rewrite BENCHMARKS.md and bench/results.svg from bench/results.json")
     ap.add_argument("--keep-dumps", metavar="DIR",
                     help="keep each variant's callgrind dump (callgrind_annotate DIR/callgrind.NAME)")
     args = ap.parse_args()
+    if args.render:
+        with open(os.path.join(ROOT, "bench", "results.json")) as f:
+            results = json.load(f)
+        svg_chart(results, os.path.join(ROOT, "bench", "results.svg"))
+        write_benchmarks_md(markdown(results))
+        return
+    if not args.envoy:
+        raise SystemExit("--envoy ENVOY is needed")
     skip = set(filter(None, args.skip.split(",")))
     if args.quick:
         args.callgrind_only = args.no_write = True

@@ -117,15 +117,27 @@ $(ENVOY):
 	@echo "installed Envoy $(ENVOY_VERSION) at $(ENVOY)"
 
 ## bench: nected-key-auth beside no filter, Envoy's native api_key_auth,
-## Lua and a pass-through wasm filter: CPU µs, requests/s, RSS (wrk) and
-## instructions per request (callgrind); criterion micro-benchmarks of the
-## core. Writes bench/results.{json,svg} and BENCHMARKS.md. Not a test.
+## Lua, pass-through wasm filters (the floor, the ABI floor) and Higress's
+## key-auth when ../shared/bench-peers has it: CPU µs, requests/s, RSS
+## (wrk), instructions per request (callgrind), memory per worker, request
+## size; criterion micro-benchmarks of the core. Writes
+## bench/results.{json,svg} and BENCHMARKS.md; then bench-nginx (the same
+## filter on the second host). Not a test.
+## BENCH_QUICK=1: callgrind only, no filter / ABI floor / nected, nothing
+## written (minutes, to iterate). BENCH_ARGS: more scripts/bench.py flags
+## (--only, --extra, --skip memory,sizes, --keep-dumps DIR, --peers DIR).
 BENCH_SECONDS ?= 5
 BENCH_ROUNDS  ?= 5
+BENCH_ARGS    ?=
 
 bench: build envoy bench-tools
+ifeq ($(BENCH_QUICK),)
 	cargo bench --bench core -- --warm-up-time 1 --measurement-time 3
-	python3 scripts/bench.py --envoy "$(ENVOY)" --seconds $(BENCH_SECONDS) --rounds $(BENCH_ROUNDS)
+	python3 scripts/bench.py --envoy "$(ENVOY)" --seconds $(BENCH_SECONDS) --rounds $(BENCH_ROUNDS) $(BENCH_ARGS)
+	$(MAKE) --no-print-directory bench-nginx
+else
+	python3 scripts/bench.py --envoy "$(ENVOY)" --quick $(BENCH_ARGS)
+endif
 
 ## bench-nginx: instructions per request on nginx + ngx_wasm_module +
 ## Wasmtime (callgrind): no filter, the pass-through floor, nected-key-auth;

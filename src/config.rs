@@ -340,6 +340,12 @@ pub static CONFIG: Object = Object {
             required: false,
             kind: Kind::Choice { values: HOST_FROM_VALUES, default: Some("authority") },
         },
+        Field {
+            name: "log_requests",
+            doc: "Log every request's decision at debug (outcome, reason, route, key id or masked key). Off, no per-request line is formatted or handed to the host.",
+            required: false,
+            kind: Kind::Bool { default: false },
+        },
     ],
     rules: &[
         "`forward_client` differs from `header`, also when `_` is read as `-`",
@@ -427,6 +433,7 @@ fn compile_node(node: &Node, bytes: &[u8], errors: &mut Errors) -> Option<Policy
         forward_client: (!forward_client.is_empty()).then(|| forward_client.into()),
         allow_cors_preflight: top.flag("allow_cors_preflight"),
         require_tls: top.flag("require_tls"),
+        log_requests: top.flag("log_requests"),
         mode: if top.text("mode") == Some("report") {
             Mode::Report
         } else {

@@ -156,6 +156,7 @@ fn bad_configs_are_rejected_with_their_json_paths() {
         ("wrong type: `allow_cors_preflight` is a boolean", r#"{"allow_cors_preflight":0}"#.into(), vec![("$.allow_cors_preflight", Type)]),
         ("wrong type: `require_tls` is a boolean", r#"{"require_tls":null}"#.into(), vec![("$.require_tls", Type)]),
         ("wrong type: `mode` is a string", r#"{"mode":["report"]}"#.into(), vec![("$.mode", Type)]),
+        ("wrong type: `log_requests` is a boolean", r#"{"log_requests":"true"}"#.into(), vec![("$.log_requests", Type)]),
         ("wrong type: `forward_client` is a string", r#"{"forward_client":false}"#.into(), vec![("$.forward_client", Type)]),
         ("wrong type: `routes` is an array", r#"{"routes":{}}"#.into(), vec![("$.routes", Type)]),
         ("wrong type: `keys` is an array", r#"{"keys":"k"}"#.into(), vec![("$.keys", Type)]),
@@ -621,6 +622,7 @@ fn defaults() {
     assert_eq!(p.forward_client.as_deref(), Some("x-nected-client"));
     assert!(!p.allow_cors_preflight);
     assert!(!p.require_tls);
+    assert!(!p.log_requests);
     assert_eq!(p.mode, Mode::Enforce);
     assert_eq!(p.keys.len(), 1);
     let k = &p.keys[0];
@@ -740,6 +742,8 @@ fn good_configs_compile() {
         ("`host_from`: `host`", r#"{"host_from":"host"}"#.into(), |p| {
             assert_eq!(p.host_from, HostFrom::Host)
         }),
+        ("`log_requests`: true", r#"{"log_requests":true}"#.into(), |p| assert!(p.log_requests)),
+        ("`log_requests`: false", r#"{"log_requests":false}"#.into(), |p| assert!(!p.log_requests)),
         ("`mode`: `report`", r#"{"mode":"report"}"#.into(), |p| assert_eq!(p.mode, Mode::Report)),
         ("`mode`: `enforce`", r#"{"mode":"enforce"}"#.into(), |p| assert_eq!(p.mode, Mode::Enforce)),
         ("`routes[].path`: equal to the canonical path", r#"{"routes":[{"name":"a","path":"/healthz","auth":"none"}]}"#.into(), |p| {

@@ -230,6 +230,21 @@ const METHOD_OVERRIDES: [&[u8]; 3] = [
 /// `:path` (the CVE-2018-14773 pattern).
 const REWRITE_HINTS: [&[u8]; 2] = [b"x-original-url", b"x-rewrite-url"];
 
+/// The lengths of the fixed names `Policy::scan` looks for.
+const SCAN_LENGTHS: u64 = length_bit(b"host".len())
+    | length_bit(b"origin".len())
+    | length_bit(b"access-control-request-method".len())
+    | length_bit(METHOD_OVERRIDES[0].len())
+    | length_bit(METHOD_OVERRIDES[1].len())
+    | length_bit(METHOD_OVERRIDES[2].len())
+    | length_bit(REWRITE_HINTS[0].len())
+    | length_bit(REWRITE_HINTS[1].len());
+
+/// One bit per name length below 63; every longer length shares bit 63.
+const fn length_bit(len: usize) -> u64 {
+    1 << if len < 63 { len } else { 63 }
+}
+
 /// A header value without its leading and trailing spaces and tabs, as an
 /// HTTP/1.1 parser reads it; HTTP/2 passes values as sent.
 pub fn trim(value: &[u8]) -> &[u8] {
@@ -252,9 +267,17 @@ impl Policy {
     {
         let key_name = self.header.as_bytes();
         let client_name = self.forward_client.as_deref().map(str::as_bytes);
+        // The lengths of every name looked for below: a header of another
+        // length is passed over after one test.
+        let lengths = SCAN_LENGTHS
+            | length_bit(key_name.len())
+            | client_name.map_or(0, |c| length_bit(c.len()));
         let mut req = Request::default();
         for (name, raw) in headers {
             req.entries += 1;
+            if lengths & length_bit(name.len()) == 0 && name.first() != Some(&b':') {
+                continue;
+            }
             let value = trim(raw);
             if let Some(pseudo) = name.strip_prefix(b":") {
                 match pseudo {

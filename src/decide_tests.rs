@@ -2893,3 +2893,43 @@ fn grpc_statuses_of_the_replies() {
     .collect();
     assert_eq!(got, [(401, 16), (403, 7), (403, 7), (400, 3), (503, 14)]);
 }
+
+#[test]
+fn scan_finds_names_of_every_length_and_skips_the_rest() {
+    // Key and client header names longer than 63 bytes share one length
+    // class in the scan's filter; they are still found and told apart.
+    let key_name = format!("x-{}", "k".repeat(68));
+    let client_name = format!("x-{}", "c".repeat(70));
+    let p = main_policy(&format!(
+        r#""header":"{key_name}","forward_client":"{client_name}","#
+    ));
+    let env = FakeEnv::at(Some(T_NOW));
+    let spoof = client_name.replace('-', "_");
+    let r = Req::get("/api/v1/workflows/run")
+        .h(&key_name, K_CRON)
+        .h(&spoof, "admin")
+        .h(format!("x-{}", "z".repeat(61)), "other");
+    let s = run(&p, &r, &env);
+    assert_eq!(s.outcome, Outcome::Allowed, "{s:?}");
+    assert_eq!(s.key_id.as_deref(), Some("cron"));
+    assert_eq!(s.removals, vec![key_name.clone(), spoof.clone()]);
+    // A long name that is neither is passed over.
+    let other = format!("x-{}", "k".repeat(67));
+    let s = run(
+        &p,
+        &Req::get("/api/v1/workflows/run").h(&other, K_CRON),
+        &env,
+    );
+    assert_eq!(s.reason, "no_key", "{s:?}");
+    // Every fixed name is still seen, whatever the other names' lengths.
+    for (name, reason) in [
+        ("x-http-method-override", "method_override_header"),
+        ("X_HTTP_METHOD", "method_override_header"),
+        ("x-method-override", "method_override_header"),
+        ("x-original-url", "rewrite_hint_header"),
+        ("x_rewrite_url", "rewrite_hint_header"),
+    ] {
+        let s = run(&p, &Req::get("/api/v1/workflows/run").h(name, "GET"), &env);
+        assert_eq!(s.reason, reason, "{name}");
+    }
+}

@@ -8,7 +8,7 @@ mod crash;
 use crate::config::{self, fold_eq};
 use crate::decide::{decide_without_policy, Decision, Env, Outcome, Reply};
 use crate::path;
-use crate::policy::Policy;
+use crate::policy::{PathHash, Policy};
 use crate::revocation::{self, Registry, Revocations, Shared};
 use crate::wire;
 use proxy_wasm::traits::{Context, HttpContext, RootContext};
@@ -53,7 +53,7 @@ struct State {
 struct Detail {
     /// By the key's address in the policy (fixed while this state lives):
     /// `[allowed, refused]`.
-    keys: HashMap<usize, [Option<u32>; 2]>,
+    keys: HashMap<usize, [Option<u32>; 2], PathHash>,
     /// By `Reason::as_str()` of a refusal.
     reasons: Vec<(&'static str, u32)>,
 }
@@ -353,6 +353,9 @@ impl HttpContext for Request {
         };
         let d = policy.decide(&req, &host);
         record(state, &d);
+        if policy.log_requests {
+            log_decision(state, &d);
+        }
         if let Some(reply) = d.reply {
             state.reply(reply);
             return Action::Pause;
@@ -414,21 +417,28 @@ fn record(state: &State, d: &Decision) {
     buf.clear();
     d.write_filter_state(&mut buf);
     abi::set_property("nected_key_auth", &buf);
-    if log::log_enabled!(log::Level::Debug) {
-        buf.clear();
-        d.write_log_line(&mut buf);
-        abi::log_bytes(LEVEL_DEBUG, &buf);
-    }
+}
+
+/// The per-request debug line, with `log_requests` only: decided when the
+/// configuration is compiled, since asking the host for its level per
+/// request (`proxy_get_log_level`) is missing on some hosts (APISIX), and
+/// formatting a line the host drops costs about 2,200 instructions.
+fn log_decision(state: &State, d: &Decision) {
+    let Ok(mut buf) = state.buf.try_borrow_mut() else {
+        return;
+    };
+    buf.clear();
+    d.write_log_line(&mut buf);
+    abi::log_bytes(LEVEL_DEBUG, &buf);
 }
 
 /// A `log` backend over `proxy_log` that never panics.
 ///
 /// Every line down to `debug` goes to the host, which filters by its own
-/// level (Envoy: `--component-log-level wasm:debug`). Asking the host for
-/// its level (`proxy_get_log_level`) would save formatting a debug line per
-/// request (about 3,000 instructions, under callgrind), but that host call
-/// is missing from some proxy-wasm hosts (APISIX's wasm-nginx-module), which
-/// then refuse to load the module.
+/// level (Envoy: `--component-log-level wasm:debug`). The per-request line
+/// is written only with `log_requests` (see `log_decision`): the host's
+/// level is not asked for (`proxy_get_log_level` is missing from some
+/// hosts, APISIX's wasm-nginx-module, which then refuse the module).
 mod logging {
     use super::abi;
 

@@ -37,7 +37,8 @@ pub fn config() -> String {
   "forward_client": "x-nected-client",
   "allow_cors_preflight": false,
   "require_tls": false,
-  "mode": "enforce"
+  "mode": "enforce",
+  "log_requests": true
 }}
 "#,
         old = sha256_hex(K_OLD.as_bytes()),

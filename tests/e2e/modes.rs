@@ -21,6 +21,7 @@ fn report_mode_lets_everything_through_and_counts_what_enforce_would_do() {
     let config = format!(
         r#"{{
   "mode": "report",
+  "log_requests": true,
   "routes": [
     {{ "name": "health", "path": "/healthz", "auth": "none" }},
     {{ "name": "rules", "prefix": "/api/v1/rules", "auth": "private", "allow_clients": ["billing"] }}
@@ -207,5 +208,60 @@ fn custom_header_no_strip_no_forward_and_cors_preflight() {
         c.get("public") == Some(&1),
         &c,
     );
+    t.finish();
+}
+
+/// `log_requests`: the per-request decision line is written only when it
+/// is true. Both Envoys log `wasm` and `router` at debug; the router's line
+/// for the last (allowed) request is written after the filter handled both
+/// requests, so once it is in the log, so would be any decision line.
+#[test]
+fn log_requests_writes_the_decision_line_only_when_true() {
+    let config = |extra: &str| format!(r#"{{ {extra}"keys": {} }}"#, keys());
+    let mut t = Cases::default();
+    for (name, extra, want) in [
+        ("log-requests-on", r#""log_requests": true, "#, 2),
+        ("log-requests-default", "", 0),
+        ("log-requests-off", r#""log_requests": false, "#, 0),
+    ] {
+        let envoy = Envoy::start(
+            name,
+            Setup::new(config(extra)).log_args(&[
+                "--log-level",
+                "info",
+                "--component-log-level",
+                "wasm:debug,router:debug",
+            ]),
+        );
+        let r = envoy.send(Req::get("/a").key("e2e_modes_wrong_key_0123456789ab"));
+        t.status(&format!("{name}: wrong key"), &r, 401);
+        let r = envoy.send(Req::get("/b").key(CRON));
+        t.passed(&format!("{name}: valid key"), &r);
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+        while !envoy.log().contains("router decoding headers")
+            && std::time::Instant::now() < deadline
+        {
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+        let log = envoy.filter_log();
+        let lines: Vec<&String> = log.iter().filter(|l| l.contains(": outcome=")).collect();
+        t.check(
+            &format!("{name}: {want} decision lines"),
+            envoy.log().contains("router decoding headers") && lines.len() == want,
+            &lines,
+        );
+        if want > 0 {
+            t.check(
+                &format!("{name}: the refusal and the pass are logged"),
+                lines.iter().any(|l| {
+                    l.contains("outcome=denied_invalid reason=unknown_key")
+                        && l.ends_with("key=****89ab")
+                }) && lines.iter().any(|l| {
+                    l.contains("outcome=allowed reason=valid_key") && l.contains("key_id=cron")
+                }),
+                &lines,
+            );
+        }
+    }
     t.finish();
 }

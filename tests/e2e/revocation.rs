@@ -38,7 +38,7 @@ fn plugin_config(revoked_k1: bool, with_k3: bool, revoked_r: bool) -> String {
         ));
     }
     format!(
-        r#"{{"default_auth":"private","keys":[{}]}}"#,
+        r#"{{"default_auth":"private","log_requests":true,"keys":[{}]}}"#,
         keys.join(",")
     )
 }

@@ -10,6 +10,7 @@ pub fn config() -> String {
     format!(
         r#"{{
   "default_auth": "none",
+  "log_requests": true,
   "routes": [
     {{ "name": "admin", "prefix": "/admin", "auth": "private" }},
     {{ "name": "colon", "path": "/a%3Ab", "auth": "private" }}

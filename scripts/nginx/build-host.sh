@@ -6,7 +6,8 @@
 #
 #   scripts/nginx/build-host.sh        # prints the nginx binary's path last
 #
-# Sources (variables; defaults are the vendored copies beside the clone):
+# Sources (variables; defaults are the vendored copies beside the clone,
+# else these URLs, downloaded once into the cache):
 #   NGINX_TARBALL     https://nginx.org/download/nginx-1.22.1.tar.gz
 #   NGX_WASM_TARBALL  https://github.com/Kong/ngx_wasm_module/archive/
 #                     3bed27836bb402143c6cbde17994b1d11a1084bc.tar.gz
@@ -36,9 +37,30 @@ if [ -x "$bin" ] && [ -f "$prefix/.complete" ]; then
   exit 0
 fi
 
+NGINX_URL=https://nginx.org/download/nginx-$NGINX_VERSION.tar.gz
+NGX_WASM_URL=https://github.com/Kong/ngx_wasm_module/archive/$NGX_WASM_COMMIT.tar.gz
+
+# A source that is neither given nor vendored is downloaded once into the
+# cache, then checked against the same checksums.
+fetch() { # URL FILE
+  [ -f "$2" ] && return 0
+  command -v curl >/dev/null || return 1
+  mkdir -p "$(dirname "$2")"
+  echo "== downloading $1" >&2
+  curl -fsSL --retry 2 --connect-timeout 20 -o "$2.part" "$1" && mv "$2.part" "$2"
+}
+if [ ! -f "$NGINX_TARBALL" ]; then
+  got="$cache/sources/nginx-$NGINX_VERSION.tar.gz"
+  fetch "$NGINX_URL" "$got" && NGINX_TARBALL=$got
+fi
+if [ ! -f "$NGX_WASM_TARBALL" ]; then
+  got="$cache/sources/ngx_wasm_module-$NGX_WASM_SHORT.tar.gz"
+  fetch "$NGX_WASM_URL" "$got" && NGX_WASM_TARBALL=$got
+fi
+
 missing=0
 for f in "$NGINX_TARBALL" "$NGX_WASM_TARBALL"; do
-  [ -f "$f" ] || { echo "missing source: $f" >&2; missing=1; }
+  [ -f "$f" ] || { echo "missing source: $f (download failed)" >&2; missing=1; }
 done
 # The vendored files' checksums (shared/vendor/SHA256SUMS); other
 # downloads of the same versions may differ (GitHub's archives): set
@@ -54,9 +76,9 @@ if [ "$missing" = 0 ] && [ -z "${NKA_SKIP_CHECKSUMS:-}" ]; then
 fi
 if [ "$missing" = 1 ]; then
   cat >&2 <<MSG
-Download the sources and point the variables at them:
-  NGINX_TARBALL=...    https://nginx.org/download/nginx-$NGINX_VERSION.tar.gz
-  NGX_WASM_TARBALL=... https://github.com/Kong/ngx_wasm_module/archive/$NGX_WASM_COMMIT.tar.gz
+Download the sources on a machine that can, and point the variables at them:
+  NGINX_TARBALL=...    $NGINX_URL
+  NGX_WASM_TARBALL=... $NGX_WASM_URL
 MSG
   exit 1
 fi

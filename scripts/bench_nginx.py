@@ -28,7 +28,8 @@ import tempfile
 import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-KEY = "bench_key_0123456789abcdefghijklmnopqrstuvwxyz"
+# The same key as scripts/bench.py and bench/floor (the peers' bench key).
+KEY = "nk_bench_9fK2mQ7xLp4Rt8Vw3Zb6Nc1Yd5Hs0Ja"
 HEADER = "nected-api-key"
 PATH = "/api/v1/workflows/run"
 HEADING = "## Second host: nginx + ngx_wasm_module + Wasmtime"
@@ -88,8 +89,13 @@ def wait_ok(port, deadline):
             with socket.create_connection(("127.0.0.1", port), timeout=5) as s:
                 s.sendall(f"GET {PATH} HTTP/1.1\r\nhost: localhost\r\n{HEADER}: {KEY}\r\n"
                           "connection: close\r\n\r\n".encode())
-                if s.recv(64).startswith(b"HTTP/1.1 200"):
+                head = s.recv(64)
+                if head.startswith(b"HTTP/1.1 200"):
                     return
+                if head.startswith(b"HTTP/1."):
+                    # Serving, but not letting the bench key through.
+                    status = head.split(b"\r")[0].decode()
+                    raise SystemExit(f"nginx answered {status!r} to the bench key, not 200")
         except OSError:
             pass
         time.sleep(0.5)
@@ -226,15 +232,16 @@ this section and [`bench/results-nginx.json`](../bench/results-nginx.json).
 |---|---|---|
 {rows}
 
-A debug line from the filter (`proxy_log`, level debug: every request with
-`log_requests: true`, refused requests always) costs much more here than in
-Envoy: Envoy drops it by its own level, ngx_wasm_module formats it first,
-whatever `error_log` says (about 27,000 instructions per line, measured
-before `log_requests` existed). This run's requests pass with the default
-configuration, so the filter logs nothing per request
-(`ngx_proxy_wasm_log_error`: {v['nected-small']['log_error_inclusive_per_request']:,} instructions per request inclusive).
-Where nected-key-auth's instructions go (self cost per request, top 5;
-`0x…` is Wasmtime's compiled code):
+In this run the filter logs nothing per request (the requests pass, with
+`log_requests` off), yet `ngx_proxy_wasm_log_error` runs on every request
+for any filter — {v['floor']['log_error_inclusive_per_request']:,} instructions per request inclusive
+for the pass-through floor, {v['nected-small']['log_error_inclusive_per_request']:,} for nected-key-auth, with
+`error_log … warn`: ngx_wasm_module formats its own messages before the
+level check. A debug line from the filter (every refused request; with
+`log_requests: true`, every request) goes the same way, so it costs far
+more here than in Envoy, which drops it by its own level. Where
+nected-key-auth's instructions go (self cost per request, top 5; `0x…` is
+Wasmtime's compiled code):
 
 | function | instructions / request |
 |---|---|

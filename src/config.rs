@@ -43,6 +43,8 @@ pub const RESERVED_HEADERS: &[&str] = &[
     "x-http-method-override",
     "x-http-method",
     "x-method-override",
+    "x-original-url",
+    "x-rewrite-url",
     "origin",
     "access-control-request-method",
     "host",
@@ -342,7 +344,7 @@ pub static CONFIG: Object = Object {
         },
         Field {
             name: "log_requests",
-            doc: "Log every request's decision at debug (outcome, reason, route, key id or masked key). Off, no per-request line is formatted or handed to the host.",
+            doc: "Log the decision of requests that pass too, at debug (outcome, reason, route, key id). A refused request's decision (outcome, reason, route, masked key) is logged at debug either way; off, a request that passes formats and hands the host no line.",
             required: false,
             kind: Kind::Bool { default: false },
         },

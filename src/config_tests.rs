@@ -270,6 +270,8 @@ fn bad_configs_are_rejected_with_their_json_paths() {
         ("`header`: not a header the decision reads for another purpose", r#"{"header":"x-http-method-override"}"#.into(), vec![("$.header", Forbidden)]),
         ("`header`: not `origin` (CORS preflight)", r#"{"header":"origin"}"#.into(), vec![("$.header", Forbidden)]),
         ("`forward_client`: not a method override header", r#"{"forward_client":"x-method-override"}"#.into(), vec![("$.forward_client", Forbidden)]),
+        ("`header`: not a rewrite hint", r#"{"header":"x-original-url"}"#.into(), vec![("$.header", Forbidden)]),
+        ("`forward_client`: not a rewrite hint spelled with `_`", r#"{"forward_client":"x_rewrite_url"}"#.into(), vec![("$.forward_client", Forbidden)]),
         ("`forward_client`: not `content-length`", r#"{"forward_client":"content-length"}"#.into(), vec![("$.forward_client", Forbidden)]),
         ("`header`: not a reserved name spelled with `_`", r#"{"header":"x_http_method_override"}"#.into(), vec![("$.header", Forbidden)]),
         ("`forward_client`: not a reserved name spelled with `_`", r#"{"forward_client":"access_control_request_method"}"#.into(), vec![("$.forward_client", Forbidden)]),

@@ -38,6 +38,12 @@ pub enum Outcome {
 }
 
 impl Outcome {
+    /// Every outcome but `public` and `allowed` (in `report` mode too,
+    /// where the request still goes through).
+    pub fn refused(self) -> bool {
+        !matches!(self, Outcome::Public | Outcome::Allowed)
+    }
+
     pub const ALL: [Outcome; 8] = [
         Outcome::Public,
         Outcome::Allowed,

@@ -283,7 +283,8 @@ pub struct Policy {
     pub forward_client: Option<Box<str>>,
     pub allow_cors_preflight: bool,
     pub require_tls: bool,
-    /// Log each request's decision at debug (decided here, not per request).
+    /// Log the decision of requests that pass too (refusals always are);
+    /// decided here, not per request.
     pub log_requests: bool,
     pub mode: Mode,
     pub host_from: HostFrom,

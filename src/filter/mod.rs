@@ -353,7 +353,7 @@ impl HttpContext for Request {
         };
         let d = policy.decide(&req, &host);
         record(state, &d);
-        if policy.log_requests {
+        if policy.log_requests || d.outcome.refused() {
             log_decision(state, &d);
         }
         if let Some(reply) = d.reply {
@@ -419,10 +419,11 @@ fn record(state: &State, d: &Decision) {
     abi::set_property("nected_key_auth", &buf);
 }
 
-/// The per-request debug line, with `log_requests` only: decided when the
-/// configuration is compiled, since asking the host for its level per
-/// request (`proxy_get_log_level`) is missing on some hosts (APISIX), and
-/// formatting a line the host drops costs about 2,200 instructions.
+/// The decision's debug line: for every refusal, and for requests that
+/// pass only with `log_requests` (decided when the configuration is
+/// compiled: asking the host for its level per request,
+/// `proxy_get_log_level`, is missing on some hosts (APISIX), and formatting
+/// a line the host drops costs about 2,000 instructions on the hot path).
 fn log_decision(state: &State, d: &Decision) {
     let Ok(mut buf) = state.buf.try_borrow_mut() else {
         return;
@@ -435,8 +436,8 @@ fn log_decision(state: &State, d: &Decision) {
 /// A `log` backend over `proxy_log` that never panics.
 ///
 /// Every line down to `debug` goes to the host, which filters by its own
-/// level (Envoy: `--component-log-level wasm:debug`). The per-request line
-/// is written only with `log_requests` (see `log_decision`): the host's
+/// level (Envoy: `--component-log-level wasm:debug`). A passed request's
+/// line is written only with `log_requests` (see `log_decision`): the host's
 /// level is not asked for (`proxy_get_log_level` is missing from some
 /// hosts, APISIX's wasm-nginx-module, which then refuse the module).
 mod logging {

@@ -216,13 +216,13 @@ fn custom_header_no_strip_no_forward_and_cors_preflight() {
 /// for the last (allowed) request is written after the filter handled both
 /// requests, so once it is in the log, so would be any decision line.
 #[test]
-fn log_requests_writes_the_decision_line_only_when_true() {
+fn refusals_are_always_logged_passes_only_with_log_requests() {
     let config = |extra: &str| format!(r#"{{ {extra}"keys": {} }}"#, keys());
     let mut t = Cases::default();
     for (name, extra, want) in [
         ("log-requests-on", r#""log_requests": true, "#, 2),
-        ("log-requests-default", "", 0),
-        ("log-requests-off", r#""log_requests": false, "#, 0),
+        ("log-requests-default", "", 1),
+        ("log-requests-off", r#""log_requests": false, "#, 1),
     ] {
         let envoy = Envoy::start(
             name,
@@ -250,18 +250,21 @@ fn log_requests_writes_the_decision_line_only_when_true() {
             envoy.log().contains("router decoding headers") && lines.len() == want,
             &lines,
         );
-        if want > 0 {
-            t.check(
-                &format!("{name}: the refusal and the pass are logged"),
-                lines.iter().any(|l| {
-                    l.contains("outcome=denied_invalid reason=unknown_key")
-                        && l.ends_with("key=****89ab")
-                }) && lines.iter().any(|l| {
-                    l.contains("outcome=allowed reason=valid_key") && l.contains("key_id=cron")
-                }),
-                &lines,
-            );
-        }
+        t.check(
+            &format!("{name}: the refusal is logged, with the masked key"),
+            lines.iter().any(|l| {
+                l.contains("outcome=denied_invalid reason=unknown_key route=")
+                    && l.ends_with("key=****89ab")
+            }),
+            &lines,
+        );
+        t.check(
+            &format!("{name}: the pass is logged only with log_requests"),
+            lines.iter().any(|l| {
+                l.contains("outcome=allowed reason=valid_key") && l.contains("key_id=cron")
+            }) == (want == 2),
+            &lines,
+        );
     }
     t.finish();
 }

@@ -427,23 +427,9 @@ fn contract_example_over_http1_http2_and_grpc() {
     t.status("HTTP/2: key header given twice", &r, 401);
     want.add("denied_invalid");
     let grpc = |path: &str, key: Option<&str>| {
-        let mut args = vec![
-            "--http2-prior-knowledge".to_owned(),
-            "-X".into(),
-            "POST".into(),
-            "-H".into(),
-            "content-type: application/grpc".into(),
-            "-H".into(),
-            "te: trailers".into(),
-            "--data-binary".into(),
-            "".into(),
-        ];
-        if let Some(k) = key {
-            args.push("-H".into());
-            args.push(format!("nected-api-key: {k}"));
-        }
-        args.push(url(path));
-        curl(&args.iter().map(String::as_str).collect::<Vec<_>>())
+        let header = key.map(|k| format!("nected-api-key: {k}"));
+        let extra: Vec<&str> = header.iter().flat_map(|h| ["-H", h.as_str()]).collect();
+        grpc_curl(&url(path), &extra)
     };
     let r = grpc("/api/v1/rules/Eval", None);
     t.check(

@@ -757,22 +757,7 @@ fn key_and_client_headers_are_removed_from_request_trailers() {
 fn refused_grpc_requests_get_the_grpc_status_of_their_reply() {
     let config = config().replace(r#""require_tls": false"#, r#""require_tls": true"#);
     let envoy = Envoy::start("grpc-status", Setup::new(config).with_tls());
-    let grpc = |url: String, extra: &[&str]| {
-        let mut args = vec![
-            "--http2-prior-knowledge".to_owned(),
-            "-k".into(),
-            "-X".into(),
-            "POST".into(),
-            "-H".into(),
-            "content-type: application/grpc".into(),
-            "-H".into(),
-            "te: trailers".into(),
-        ];
-        args.extend(extra.iter().map(|s| s.to_string()));
-        args.push(url);
-        let args: Vec<&str> = args.iter().map(String::as_str).collect();
-        curl(&args)
-    };
+    let grpc = |url: String, extra: &[&str]| grpc_curl(&url, extra);
     let plain = |p: &str| format!("http://127.0.0.1:{}{p}", envoy.port());
     let tls = |p: &str| format!("https://localhost:{}{p}", envoy.tls_port());
     let key = format!("nected-api-key: {K_CRON}");

@@ -479,8 +479,7 @@ impl Envoy {
 
     /// Envoy's log (lossy: it may hold header bytes that are not UTF-8).
     pub fn log(&self) -> String {
-        let bytes = std::fs::read(self.dir.join("envoy.log")).unwrap_or_default();
-        String::from_utf8_lossy(&bytes).into_owned()
+        read_lossy(&self.dir.join("envoy.log"))
     }
 
     /// Lines of the filter's own log output.
@@ -495,15 +494,7 @@ impl Envoy {
     /// The filter's log once it holds `n` decision lines (Envoy's log
     /// reaches the file a little after the response).
     pub fn wait_decisions(&self, n: usize) -> Vec<String> {
-        let deadline = Instant::now() + Duration::from_secs(20);
-        loop {
-            let lines = self.filter_log();
-            let decisions = lines.iter().filter(|l| l.contains(": outcome=")).count();
-            if decisions >= n || Instant::now() > deadline {
-                return lines;
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
+        wait_lines(|| self.filter_log(), ": outcome=", n)
     }
 
     /// Parsed access log entries.
@@ -844,6 +835,46 @@ fn dechunk(mut data: &[u8]) -> Option<Vec<u8>> {
         out.extend_from_slice(data.get(..size)?);
         data = data.get(size + 2..)?;
     }
+}
+
+/// A log file read whole; lossy, since it may hold header bytes that are
+/// not UTF-8.
+pub fn read_lossy(path: &Path) -> String {
+    let bytes = std::fs::read(path).unwrap_or_default();
+    String::from_utf8_lossy(&bytes).into_owned()
+}
+
+/// Reads `lines` until `n` of them contain `marker` (a log reaches its file
+/// a little after the response), for at most 20 s; returns the last read.
+pub fn wait_lines(lines: impl Fn() -> Vec<String>, marker: &str, n: usize) -> Vec<String> {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let read = lines();
+        if read.iter().filter(|l| l.contains(marker)).count() >= n || Instant::now() > deadline {
+            return read;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// A unary gRPC request with an empty body over h2c or TLS (certificate
+/// not checked), by curl; `extra` (headers) goes before the URL.
+pub fn grpc_curl(url: &str, extra: &[&str]) -> Response {
+    let mut args = vec![
+        "--http2-prior-knowledge",
+        "-k",
+        "-X",
+        "POST",
+        "-H",
+        "content-type: application/grpc",
+        "-H",
+        "te: trailers",
+        "--data-binary",
+        "",
+    ];
+    args.extend_from_slice(extra);
+    args.push(url);
+    curl(&args)
 }
 
 /// Runs curl (HTTP/2, TLS, gRPC) and parses its `--include` output.

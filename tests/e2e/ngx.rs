@@ -7,7 +7,7 @@
 
 #![allow(dead_code)]
 
-use crate::harness::{raw, repo, wasm_file, Echo, Req, Response, Scratch};
+use crate::harness::{raw, read_lossy, repo, wait_lines, wasm_file, Echo, Req, Response, Scratch};
 use std::io::Write as _;
 use std::net::TcpStream;
 use std::path::PathBuf;
@@ -249,8 +249,7 @@ impl Nginx {
 
     /// nginx's error log (lossy: it may hold header bytes).
     pub fn log(&self) -> String {
-        let bytes = std::fs::read(self.dir.join("error.log")).unwrap_or_default();
-        String::from_utf8_lossy(&bytes).into_owned()
+        read_lossy(&self.dir.join("error.log"))
     }
 
     /// The filter's own lines (ngx_wasm_module prefixes them `[wasm]`).
@@ -264,15 +263,7 @@ impl Nginx {
 
     /// The filter's log once it holds `n` decision lines.
     pub fn wait_decisions(&self, n: usize) -> Vec<String> {
-        let deadline = Instant::now() + Duration::from_secs(20);
-        loop {
-            let lines = self.filter_log();
-            let decisions = lines.iter().filter(|l| l.contains("] outcome=")).count();
-            if decisions >= n || Instant::now() > deadline {
-                return lines;
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
+        wait_lines(|| self.filter_log(), "] outcome=", n)
     }
 
     pub fn raw(&self, request: &[u8]) -> Response {

@@ -154,23 +154,9 @@ pub fn run(
         };
         let name = format!("{host:?}: {}", s.name);
         if let Want::Grpc { status, path, key } = want {
-            let mut args = vec![
-                "--http2-prior-knowledge".to_owned(),
-                "-X".into(),
-                "POST".into(),
-                "-H".into(),
-                "content-type: application/grpc".into(),
-                "-H".into(),
-                "te: trailers".into(),
-                "--data-binary".into(),
-                "".into(),
-            ];
-            if let Some(k) = key {
-                args.push("-H".into());
-                args.push(format!("nected-api-key: {k}"));
-            }
-            args.push(format!("http://127.0.0.1:{port}{path}"));
-            let r = curl(&args.iter().map(String::as_str).collect::<Vec<_>>());
+            let header = key.map(|k| format!("nected-api-key: {k}"));
+            let extra: Vec<&str> = header.iter().flat_map(|h| ["-H", h.as_str()]).collect();
+            let r = grpc_curl(&format!("http://127.0.0.1:{port}{path}"), &extra);
             t.check(
                 &name,
                 r.status == 200

@@ -101,6 +101,21 @@ fn invalid_configurations_are_rejected_whole_with_json_paths() {
             bad_digest.as_str(),
             "invalid configuration: $.keys[1].sha256: must be 64 hex digits",
         ),
+        (
+            "config-reserved-header",
+            r#"{"header": "x-original-url"}"#,
+            "invalid configuration: $.header: this header name is not allowed here",
+        ),
+        (
+            "config-host-from",
+            r#"{"host_from": "client"}"#,
+            "invalid configuration: $.host_from: must be one of \"authority\", \"host\"",
+        ),
+        (
+            "config-log-requests",
+            r#"{"log_requests": "yes"}"#,
+            "invalid configuration: $.log_requests: must be a boolean, found string",
+        ),
     ] {
         let log = refused(name, config);
         t.check(name, log.contains(error), error);

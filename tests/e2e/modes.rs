@@ -268,3 +268,29 @@ fn refusals_are_always_logged_passes_only_with_log_requests() {
     }
     t.finish();
 }
+
+#[test]
+fn host_from_host_on_envoy_judges_a_host_header_envoy_never_passes() {
+    // Envoy turns an HTTP/1.1 `Host` into `:authority`, so the filter sees
+    // no `host` header: with `host_from: host` (meant for hosts whose
+    // `:authority` is not the client's, as on Kong) every request is 400,
+    // never judged by a host it did not read.
+    let config = format!(
+        r#"{{ "host_from": "host",
+  "routes": [ {{ "name": "health", "path": "/healthz", "auth": "none" }} ],
+  "keys": {} }}"#,
+        keys()
+    );
+    let envoy = Envoy::start("host-from-host", Setup::new(config));
+    let mut t = Cases::default();
+    let r = envoy.send(Req::get("/healthz"));
+    t.status("public route, no host header in the map: 400", &r, 400);
+    let r = envoy.send(Req::get("/api/x").key(CRON));
+    t.status("valid key, no host header in the map: 400", &r, 400);
+    t.check(
+        "counted as bad_host",
+        envoy.stat("wasmcustom.nected_key_auth.denied.bad_host") == 2,
+        envoy.counters(),
+    );
+    t.finish();
+}

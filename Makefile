@@ -20,7 +20,7 @@ NGINX_HOST    := nginx-1.22.1-ngxwasm-3bed278-wasmtime-26.0.0
 export NKA_CACHE ?= $(HOME)/.cache/nected-key-auth
 export NGINX_BIN ?= $(NKA_CACHE)/$(NGINX_HOST)/sbin/nginx
 
-.PHONY: all build crash-build cli run test unit e2e nginx-host lint fmt toolchain envoy dist dist-tools obs-tools bench bench-nginx bench-tools soak fuzz clean
+.PHONY: all build crash-build cli run test unit e2e nginx-host lint fmt toolchain envoy dist dist-tools obs-tools bench bench-nginx bench-price bench-tools soak fuzz clean
 
 all: build
 
@@ -138,6 +138,13 @@ ifeq ($(BENCH_QUICK),)
 else
 	python3 scripts/bench.py --envoy "$(ENVOY)" --quick $(BENCH_ARGS)
 endif
+
+## bench-price: what each piece of the filter costs per request: one
+## variant per piece (taken out, or SHA-256 done twice), built from a copy
+## of the tree and run under callgrind beside the filter and the ABI floor
+## in one quick bench run (about 12 minutes; writes nothing)
+bench-price: build envoy bench-tools
+	python3 scripts/price.py --envoy "$(ENVOY)" $(PRICE_ARGS)
 
 ## bench-nginx: instructions per request on nginx + ngx_wasm_module +
 ## Wasmtime (callgrind): no filter, the pass-through floor, nected-key-auth;

@@ -7,6 +7,7 @@ use crate::host;
 use crate::path::{self, PathError};
 use crate::policy::{Auth, HostFrom, Key, KeyState, Mode, Policy, Route};
 use sha2::{Digest, Sha256};
+use std::borrow::Cow;
 use std::fmt;
 
 /// What the decision may ask of the host, lazily.
@@ -255,6 +256,10 @@ const fn length_bit(len: usize) -> u64 {
 /// HTTP/1.1 parser reads it; HTTP/2 passes values as sent.
 pub fn trim(value: &[u8]) -> &[u8] {
     let blank = |b: &u8| *b == b' ' || *b == b'\t';
+    // The common case, two tests: nothing to trim.
+    if !value.first().is_some_and(blank) && !value.last().is_some_and(blank) {
+        return value;
+    }
     let start = value.iter().position(|b| !blank(b)).unwrap_or(value.len());
     let end = value
         .iter()
@@ -330,6 +335,7 @@ impl Policy {
             key: None,
             client: None,
             presented: None,
+            path_end: None,
             reply: None,
             strip_key: self.strip_key,
             set_client: None,
@@ -349,7 +355,14 @@ impl Policy {
 
         // 1. Canonical path.
         let canonical = match req.path.map(path::canonical) {
-            Some(Ok(p)) => p,
+            Some(Ok(p)) => {
+                // Borrowed: a prefix of `:path`, so its length is where
+                // the path part ends.
+                if let Cow::Borrowed(plain) = &p {
+                    d.path_end = Some(plain.len());
+                }
+                p
+            }
             Some(Err(e)) => {
                 return d.deny(
                     Outcome::DeniedBadRequest,
@@ -411,7 +424,11 @@ impl Policy {
         }
 
         // 3. Route.
-        let path = path::match_key(&canonical);
+        // A borrowed canonical path has no percent-escape to decode.
+        let path = match &canonical {
+            Cow::Borrowed(plain) => Cow::Borrowed(*plain),
+            Cow::Owned(rebuilt) => path::match_key(rebuilt),
+        };
         let route = self
             .route_index
             .find(&self.routes, &path, method, host)
@@ -512,6 +529,7 @@ pub fn decide_without_policy<'p, 'r>() -> Decision<'p, 'r> {
         key: None,
         client: None,
         presented: None,
+        path_end: None,
         reply: Some(Reply::Unavailable),
         strip_key: false,
         set_client: None,
@@ -531,6 +549,10 @@ pub struct Decision<'p, 'r> {
     pub client: Option<&'p str>,
     /// The presented key value, for the masked form in logs.
     pub presented: Option<&'r [u8]>,
+    /// Where the path part of `:path` ends (before `?` or `#`), when its
+    /// canonical form is that part as sent: at the length of `:path`, there
+    /// is no query to look into.
+    pub path_end: Option<usize>,
     /// A local reply to send instead of forwarding (never in report mode).
     pub reply: Option<Reply>,
     /// Remove the key header and its other spellings when forwarding.

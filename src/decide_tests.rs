@@ -289,6 +289,23 @@ fn check_invariants(p: &Policy, r: &Req, d: &Decision, s: &Seen) {
             );
         }
     }
+    // The glue looks for a key in the query only when `path_end` does not
+    // say there is no query: it never skips a query it would strip.
+    let path = r.0.iter().rev().find(|(n, _)| n == b":path");
+    if let Some((_, path)) = path.filter(|(_, v)| d.path_end == Some(v.len())) {
+        assert_eq!(
+            crate::path::without_query_param(path, p.header.as_bytes()),
+            None,
+            "{s:?}"
+        );
+    }
+    if let Some(end) = d.path_end {
+        let raw = path.map(|(_, v)| &v[..]).unwrap_or_default();
+        assert!(
+            end == raw.len() || matches!(raw.get(end), Some(b'?' | b'#')),
+            "path_end {end} in {raw:?}"
+        );
+    }
     // The host is asked only what it must be asked.
     assert!(s.now_calls <= 1 && s.tls_calls <= 1, "{s:?}");
     if s.tls_calls > 0 {

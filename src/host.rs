@@ -9,30 +9,41 @@
 /// The host part of an authority, as a slice of it; compare it with
 /// [`HostPattern::matches`], which ignores ASCII case.
 pub fn normalize(authority: &[u8]) -> Option<&[u8]> {
-    if authority
-        .iter()
-        .any(|&b| matches!(b, b',' | b'@') || b.is_ascii_whitespace() || b < 0x20 || b == 0x7f)
-    {
-        return None;
+    // One pass: refused bytes, where the first `:` is, whether there is a
+    // second, and whether two dots touch (an empty label).
+    let mut colon = None;
+    let mut colons = 0u32;
+    let mut dots = false;
+    let mut previous = 0u8;
+    for (at, &b) in authority.iter().enumerate() {
+        match b {
+            // Controls, white space (all at or below space), `,`, `@`.
+            0..=0x20 | 0x7f | b',' | b'@' => return None,
+            b':' => {
+                colons += 1;
+                colon.get_or_insert(at);
+            }
+            b'.' => dots |= previous == b'.',
+            _ => {}
+        }
+        previous = b;
     }
     let (host, port) = if authority.first() == Some(&b'[') {
-        let close = authority.iter().position(|&b| b == b']')?;
-        let (host, rest) = authority.split_at(close + 1);
-        let port = match rest.split_first() {
-            None => &[][..],
-            Some((b':', port)) => port,
-            Some(_) => return None,
-        };
-        (host, port)
+        bracketed(authority)?
     } else {
-        let mut parts = authority.splitn(3, |&b| b == b':');
-        let host = parts.next().unwrap_or_default();
-        let port = parts.next().unwrap_or_default();
-        if parts.next().is_some() {
+        if colons > 1 || dots {
             return None;
         }
+        let (host, port) = match colon {
+            Some(at) => (
+                authority.get(..at).unwrap_or_default(),
+                authority.get(at + 1..).unwrap_or_default(),
+            ),
+            None => (authority, &[][..]),
+        };
         let host = host.strip_suffix(b".").unwrap_or(host);
-        if host.split(|&b| b == b'.').any(<[u8]>::is_empty) {
+        // Empty labels: `..` was refused above; the ends are left.
+        if host.first() == Some(&b'.') || host.last() == Some(&b'.') {
             return None;
         }
         (host, port)
@@ -41,6 +52,19 @@ pub fn normalize(authority: &[u8]) -> Option<&[u8]> {
         return None;
     }
     Some(host)
+}
+
+/// `[v6]` and its port (empty when none) from an authority that starts
+/// with `[`; `None` when what follows `]` is not `:port`.
+fn bracketed(authority: &[u8]) -> Option<(&[u8], &[u8])> {
+    let close = authority.iter().position(|&b| b == b']')?;
+    let (host, rest) = authority.split_at(close + 1);
+    let port = match rest.split_first() {
+        None => &[][..],
+        Some((b':', port)) => port,
+        Some(_) => return None,
+    };
+    Some((host, port))
 }
 
 /// A `routes[].hosts` entry, stored lower-case.
@@ -144,6 +168,54 @@ mod tests {
         for (input, want) in cases {
             let got = normalize(input.as_bytes()).map(|h| std::str::from_utf8(h).unwrap());
             assert_eq!(got, *want, "input {input:?}");
+        }
+    }
+
+    /// The implementation `normalize` replaced (several passes), kept to
+    /// check it against.
+    fn normalize_reference(authority: &[u8]) -> Option<&[u8]> {
+        if authority
+            .iter()
+            .any(|&b| matches!(b, b',' | b'@') || b.is_ascii_whitespace() || b < 0x20 || b == 0x7f)
+        {
+            return None;
+        }
+        let (host, port) = if authority.first() == Some(&b'[') {
+            bracketed(authority)?
+        } else {
+            let mut parts = authority.splitn(3, |&b| b == b':');
+            let host = parts.next().unwrap_or_default();
+            let port = parts.next().unwrap_or_default();
+            if parts.next().is_some() {
+                return None;
+            }
+            let host = host.strip_suffix(b".").unwrap_or(host);
+            if host.split(|&b| b == b'.').any(<[u8]>::is_empty) {
+                return None;
+            }
+            (host, port)
+        };
+        if host.is_empty() || !port.iter().all(u8::is_ascii_digit) {
+            return None;
+        }
+        Some(host)
+    }
+
+    #[test]
+    fn one_pass_agrees_with_reference() {
+        let alphabet = [
+            b'a', b'.', b':', b'1', b'[', b']', b' ', b'@', 0x0c, 0x7f, 0xc3,
+        ];
+        let mut stack: Vec<Vec<u8>> = vec![vec![]];
+        while let Some(a) = stack.pop() {
+            assert_eq!(normalize(&a), normalize_reference(&a), "{a:?}");
+            if a.len() < 6 {
+                for &b in &alphabet {
+                    let mut next = a.clone();
+                    next.push(b);
+                    stack.push(next);
+                }
+            }
         }
     }
 

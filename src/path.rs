@@ -82,12 +82,9 @@ fn hex_upper(nibble: u8) -> u8 {
 }
 
 /// The canonical form of a request's `:path`, borrowed when the path is
-/// already canonical (the common case: no allocation).
+/// already canonical (the common case: one pass, no allocation).
 pub fn canonical(raw: &[u8]) -> Result<Cow<'_, [u8]>, PathError> {
-    let end = raw
-        .iter()
-        .position(|&b| b == b'?' || b == b'#')
-        .unwrap_or(raw.len());
+    let (end, plain) = scan(raw);
     let path = raw.get(..end).unwrap_or_default();
     if path.first() != Some(&b'/') {
         return Err(PathError::NotOriginForm);
@@ -95,28 +92,74 @@ pub fn canonical(raw: &[u8]) -> Result<Cow<'_, [u8]>, PathError> {
     if path.get(1) == Some(&b'/') {
         return Err(PathError::DoubleSlash);
     }
-    if is_plain(path) {
+    if plain {
         return Ok(Cow::Borrowed(path));
     }
     rebuild(path).map(Cow::Owned)
 }
 
-/// True when `path` has nothing to decode, drop, merge or refuse.
-fn is_plain(path: &[u8]) -> bool {
-    let simple_bytes = path
-        .iter()
-        .all(|&b| b.is_ascii() && !matches!(b, b'%' | b';' | b'\\' | b' ') && !is_control(b));
-    if !simple_bytes {
-        return false;
+/// Byte classes for [`scan`].
+const OTHER: u8 = 0;
+const PLAIN: u8 = 1;
+const SLASH: u8 = 2;
+const END: u8 = 3;
+
+/// `PLAIN`: printable ASCII a canonical path holds as it is (not `%`, `;`,
+/// `\`, space or a control character); `/`; `?` and `#`, which end it.
+/// (An index out of bounds in a constant fails the build; it cannot panic.)
+#[allow(clippy::indexing_slicing)]
+const CLASS: [u8; 256] = {
+    let mut class = [OTHER; 256];
+    let mut b = 0x21;
+    while b < 0x7f {
+        class[b] = match b as u8 {
+            b'%' | b';' | b'\\' => OTHER,
+            b'/' => SLASH,
+            b'?' | b'#' => END,
+            _ => PLAIN,
+        };
+        b += 1;
     }
-    let mut segments = path.split(|&b| b == b'/').skip(1).peekable();
-    while let Some(segment) = segments.next() {
-        let last = segments.peek().is_none();
-        if segment == b"." || segment == b".." || (segment.is_empty() && !last) {
-            return false;
+    class
+};
+
+/// Where the path part of `raw` ends (its first `?` or `#`), and whether
+/// that part is plain: nothing to decode, drop, merge or refuse (no byte
+/// outside `PLAIN` and `/`, no `.`, `..` or empty segment but a last empty
+/// one). One pass.
+fn scan(raw: &[u8]) -> (usize, bool) {
+    let dot_or_empty = |s: &[u8]| s.is_empty() || s == b"." || s == b"..";
+    let mut plain = true;
+    // Where the current segment starts; none before the leading `/`.
+    let mut segment = None;
+    let mut end = raw.len();
+    for (at, &b) in raw.iter().enumerate() {
+        match CLASS.get(usize::from(b)).copied().unwrap_or(OTHER) {
+            PLAIN => {}
+            SLASH => {
+                if let Some(start) = segment {
+                    plain &= !dot_or_empty(raw.get(start..at).unwrap_or_default());
+                }
+                segment = Some(at + 1);
+            }
+            END => {
+                end = at;
+                break;
+            }
+            _ => plain = false,
         }
     }
-    true
+    if let Some(start) = segment {
+        let last = raw.get(start..end).unwrap_or_default();
+        plain &= last != b"." && last != b"..";
+    }
+    (end, plain)
+}
+
+/// True when `path` (no query) has nothing to decode, drop, merge or refuse.
+#[cfg(test)]
+fn is_plain(path: &[u8]) -> bool {
+    scan(path) == (path.len(), true)
 }
 
 /// The full algorithm; `path` starts with `/` and has no query.
@@ -494,6 +537,52 @@ mod tests {
                 );
             }
             if p.len() < 6 {
+                for &b in &alphabet {
+                    let mut q = p.clone();
+                    q.push(b);
+                    stack.push(q);
+                }
+            }
+        }
+    }
+
+    /// The three passes `scan` replaced, kept to check it against.
+    fn scan_reference(raw: &[u8]) -> (usize, bool) {
+        let end = raw
+            .iter()
+            .position(|&b| b == b'?' || b == b'#')
+            .unwrap_or(raw.len());
+        let path = &raw[..end];
+        let simple_bytes = path
+            .iter()
+            .all(|&b| b.is_ascii() && !matches!(b, b'%' | b';' | b'\\' | b' ') && !is_control(b));
+        if !simple_bytes || path.first() != Some(&b'/') {
+            return (end, simple_bytes && path.is_empty());
+        }
+        let mut segments = path.split(|&b| b == b'/').skip(1).peekable();
+        while let Some(segment) = segments.next() {
+            let last = segments.peek().is_none();
+            if segment == b"." || segment == b".." || (segment.is_empty() && !last) {
+                return (end, false);
+            }
+        }
+        (end, true)
+    }
+
+    #[test]
+    fn one_pass_scan_agrees_with_the_three_passes() {
+        let alphabet = [b'/', b'.', b'a', b'%', b'?', b'#', b';', b' ', 0x7f, 0xc3];
+        let mut stack: Vec<Vec<u8>> = vec![vec![b'/']];
+        while let Some(p) = stack.pop() {
+            let (end, plain) = scan(&p);
+            let (want_end, want_plain) = scan_reference(&p);
+            assert_eq!(end, want_end, "{p:?}");
+            // Only meaningful for an origin-form path (`canonical` refuses
+            // the others before looking at `plain`).
+            if p.get(..end).is_some_and(|q| q.first() == Some(&b'/')) {
+                assert_eq!(plain, want_plain, "{p:?}");
+            }
+            if p.len() < 7 {
                 for &b in &alphabet {
                     let mut q = p.clone();
                     q.push(b);

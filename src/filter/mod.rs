@@ -338,20 +338,22 @@ impl HttpContext for Request {
         };
         let buf = abi::request_headers();
         let req = policy.scan(wire::pairs(&buf));
+        let host = Host {
+            revocations: self.revocations.as_deref(),
+        };
+        let d = policy.decide(&req, &host);
         if policy.strip_key {
             // A key a client put in the URL reaches neither the upstream
-            // nor the access log, whatever the decision.
+            // nor the access log, whatever the decision. A path that ends
+            // where its canonical form does has no query.
             let stripped = req
                 .path
+                .filter(|p| d.path_end != Some(p.len()))
                 .and_then(|p| path::without_query_param(p, policy.header.as_bytes()));
             if let Some(stripped) = stripped {
                 replace_path(stripped);
             }
         }
-        let host = Host {
-            revocations: self.revocations.as_deref(),
-        };
-        let d = policy.decide(&req, &host);
         record(state, &d);
         if policy.log_requests || d.outcome.refused() {
             log_decision(state, &d);

@@ -1,0 +1,181 @@
+#!/usr/bin/env python3
+"""`make bench-price`: what each piece of the filter costs per request.
+
+Builds one variant of the filter per piece, from a copy of this tree with
+that piece taken out (or, for SHA-256, done twice), then runs them all under
+callgrind in one `scripts/bench.py --quick` run beside no filter, the ABI
+floor and the filter itself (valid key, the small configuration). A piece's
+price is the difference to the full filter, so it includes what V8 and the
+host spend on it. `skeleton` takes every piece but SHA-256 out at once:
+what it costs over the ABI floor, less SHA-256, is the glue (the filter's
+contexts, the decision's plumbing, the bigger module). Not a test; writes
+nothing in the tree.
+
+Every variant still answers a valid key 200 and a wrong one 401 (bench.py
+checks that first); an edit that no longer applies to the source stops the
+run, naming the piece.
+
+    python3 scripts/price.py --envoy ENVOY [--keep DIR]
+"""
+
+import argparse
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+DECIDE = "src/decide.rs"
+GLUE = "src/filter/mod.rs"
+
+# name -> (what it prices, [(file, old, new)]). `old` must occur exactly once.
+PIECES = {
+    "no-filter-state": (
+        "the filter-state property: its value formatted and one set_property",
+        [(GLUE, '    buf.clear();\n    d.write_filter_state(&mut buf);\n'
+                '    abi::set_property("nected_key_auth", &buf);\n', "    buf.clear();\n")],
+    ),
+    "fixed-filter-state": (
+        "formatting the filter-state value (set_property of a constant instead)",
+        [(GLUE, "    d.write_filter_state(&mut buf);\n",
+          '    buf.extend_from_slice(b"outcome=allowed route=workflows key_id=bench");\n')],
+    ),
+    "sha256-twice": (
+        "SHA-256 of the presented key (priced by hashing it twice: negative)",
+        [(DECIDE, "        let digest: [u8; 32] = Sha256::digest(value).into();\n",
+          "        std::hint::black_box(Sha256::digest(std::hint::black_box(value)));\n"
+          "        let digest: [u8; 32] = Sha256::digest(value).into();\n")],
+    ),
+    "no-detail-counters": (
+        "per-key and per-reason counters (id lookup, one more increment)",
+        [(GLUE, "    state.count_detail(d);\n", "")],
+    ),
+    "no-header-rules": (
+        "the header scan's checks beyond the key and pseudo-headers "
+        "(host, origin, method overrides, rewrite hints, client header)",
+        [(DECIDE, "        let lengths = SCAN_LENGTHS\n            | length_bit(key_name.len())",
+          "        let lengths = length_bit(key_name.len())")],
+    ),
+    "no-trim": (
+        "trimming header values",
+        [(DECIDE, "            let value = trim(raw);\n", "            let value = raw;\n")],
+    ),
+    "no-path": (
+        "path canonicalization (the raw :path used as it is)",
+        [(DECIDE, "let canonical = match req.path.map(path::canonical) {",
+          "let canonical = match req.path.map(|p| Ok::<_, PathError>(std::borrow::Cow::Borrowed(p))) {")],
+    ),
+    "no-host": (
+        "host normalization (the raw :authority used as it is)",
+        [(DECIDE, "let Some(host) = host::normalize(authority) else {",
+          "let Some(host) = Some(authority) else {")],
+    ),
+    "no-route-match": (
+        "route match (the default, private, instead)",
+        [(DECIDE, "        let route = self\n            .route_index\n"
+                  "            .find(&self.routes, &path, method, host)\n"
+                  "            .and_then(|i| self.routes.get(i));\n",
+          "        let route: Option<&Route> = None;\n        let _ = (&path, host);\n")],
+    ),
+    "no-revocation": (
+        "the VM-wide revocation lookup",
+        [(DECIDE, "KeyState::Valid if env.revoked_elsewhere(&digest) =>",
+          "KeyState::Valid if std::hint::black_box(false) =>")],
+    ),
+    "no-query-key": (
+        "looking for the key in the query string",
+        [(GLUE, "        if policy.strip_key {\n", "        if false {\n")],
+    ),
+}
+SKELETON = ["no-filter-state", "no-detail-counters", "no-header-rules", "no-trim", "no-path",
+            "no-host", "no-route-match", "no-revocation", "no-query-key"]
+
+
+def apply(tree, edits, name):
+    for file, old, new in edits:
+        path = os.path.join(tree, file)
+        with open(path) as f:
+            text = f.read()
+        if text.count(old) != 1:
+            raise SystemExit(f"price: the edit for {name!r} no longer applies to {file}; "
+                             "update PIECES in scripts/price.py")
+        with open(path, "w") as f:
+            f.write(text.replace(old, new))
+
+
+def build(work, name, edits, target):
+    tree = os.path.join(work, name)
+    shutil.copytree(ROOT, tree, ignore=shutil.ignore_patterns(
+        "target", ".git", ".tools", "bench"))
+    apply(tree, edits, name)
+    print(f"== building {name}", flush=True)
+    # A variant leaves code unused: its warnings are expected.
+    env = dict(os.environ, RUSTFLAGS=(os.environ.get("RUSTFLAGS", "") + " -A warnings").strip())
+    subprocess.run(["cargo", "build", "--quiet", "--lib", "--release", "--target", "wasm32-wasip1",
+                    "--manifest-path", os.path.join(tree, "Cargo.toml"), "--target-dir", target],
+                   check=True, env=env)
+    out = os.path.join(work, name + ".wasm")
+    shutil.copy(os.path.join(target, "wasm32-wasip1", "release", "nected_key_auth.wasm"), out)
+    return out
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--envoy", required=True)
+    ap.add_argument("--keep", metavar="DIR", help="build in DIR and keep it (default: a temp dir)")
+    ap.add_argument("--only", help="comma-separated pieces (default: all, and the skeleton)")
+    ap.add_argument("--callgrind-seconds", type=int, default=5)
+    args = ap.parse_args()
+    work = args.keep or tempfile.mkdtemp(prefix="nka-price-")
+    os.makedirs(work, exist_ok=True)
+    names = args.only.split(",") if args.only else list(PIECES) + ["skeleton"]
+    target = os.path.join(work, "target")
+    wasm = {}
+    try:
+        for name in names:
+            if name == "skeleton":
+                edits = [e for piece in SKELETON for e in PIECES[piece][1]]
+            elif name in PIECES:
+                edits = PIECES[name][1]
+            else:
+                raise SystemExit(f"price: no piece {name!r}; pieces: {', '.join(PIECES)}, skeleton")
+            wasm[name] = build(work, name, edits, target)
+        cmd = [sys.executable, os.path.join(ROOT, "scripts", "bench.py"), "--envoy", args.envoy,
+               "--quick", "--callgrind-seconds", str(args.callgrind_seconds)]
+        for name, path in wasm.items():
+            cmd += ["--extra", f"{name}={path}"]
+        print("== callgrind: " + " ".join(cmd[2:]), flush=True)
+        run = subprocess.run(cmd, capture_output=True, text=True)
+        sys.stdout.write(run.stdout)
+        if run.returncode:
+            sys.stderr.write(run.stderr)
+            raise SystemExit(run.returncode)
+        # bench.py prints "  <name>: <instructions> instructions/request".
+        got = {m.group(1): int(m.group(2).replace(",", "")) for m in
+               re.finditer(r"^\s*([\w.-]+): ([\d,]+) instructions/request", run.stdout, re.M)}
+        full, floor = got.get("nected-small"), got.get("floor-abi")
+        if not full or not floor or "no-filter" not in got:
+            raise SystemExit("price: bench.py did not report no-filter, floor-abi and nected-small")
+        print(f"\nnected {full:,}; ABI floor {floor:,}; gap {full - floor:,} instructions/request\n")
+        print("| piece | instructions/request | variant |")
+        print("|---|---:|---:|")
+        for name in names:
+            if name not in got or name == "skeleton":
+                continue
+            price = got[name] - full if name == "sha256-twice" else full - got[name]
+            print(f"| {name}: {PIECES[name][0]} | {price:,} | {got[name]:,} |")
+        if "skeleton" in got:
+            print(f"| skeleton: every piece but SHA-256 out at once, over the floor | "
+                  f"{got['skeleton'] - floor:,} | {got['skeleton']:,} |")
+            if "sha256-twice" in got:
+                glue = got["skeleton"] - floor - (got["sha256-twice"] - full)
+                print(f"| the glue: the skeleton less SHA-256 | {glue:,} | |")
+    finally:
+        if not args.keep:
+            shutil.rmtree(work, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()

@@ -121,6 +121,55 @@ def build(work, name, edits, target):
     return out
 
 
+def self_cost_by_object(path):
+    """Self instructions per object file in a callgrind dump: the `ob=` in
+    force when each cost line is read; a cost line right after `calls=` is a
+    call's inclusive cost and is skipped."""
+    names, current, totals, skip = {}, "?", {}, False
+    with open(path, errors="replace") as f:
+        for line in f:
+            if line.startswith("ob="):
+                m = re.match(r"ob=(?:\((\d+)\))?\s*(.*)", line.rstrip("\n"))
+                ident, name = m.group(1), m.group(2)
+                if ident and name:
+                    names[ident] = name
+                current = names.get(ident, name) if ident else name
+            elif line.startswith("calls="):
+                skip = True
+            elif line[:1].isdigit() or line[:1] in "+-*":
+                if skip:
+                    skip = False
+                    continue
+                parts = line.split()
+                if len(parts) >= 2:
+                    totals[current] = totals.get(current, 0) + int(parts[1])
+    return totals
+
+
+def where(name):
+    base = os.path.basename(name)
+    if "envoy" in base:
+        return "Envoy (C++: HTTP, and the host side of every proxy-wasm call)"
+    if base.startswith("libc") or base.startswith("libm") or base.startswith("ld-"):
+        return "libc"
+    if not os.path.exists(name):
+        return "anonymous mappings (V8: the wasm code, its stubs and builtins)"
+    return "other"
+
+
+def by_object(dumps, requests, names):
+    """Per request, by where the instructions ran."""
+    rows = {}
+    for name in names:
+        path = os.path.join(dumps, f"callgrind.{name}")
+        if not os.path.exists(path) or not requests.get(name):
+            continue
+        for obj, cost in self_cost_by_object(path).items():
+            rows.setdefault(where(obj), {}).setdefault(name, 0)
+            rows[where(obj)][name] += cost / requests[name]
+    return rows
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--envoy", required=True)
@@ -143,7 +192,8 @@ def main():
                 raise SystemExit(f"price: no piece {name!r}; pieces: {', '.join(PIECES)}, skeleton")
             wasm[name] = build(work, name, edits, target)
         cmd = [sys.executable, os.path.join(ROOT, "scripts", "bench.py"), "--envoy", args.envoy,
-               "--quick", "--callgrind-seconds", str(args.callgrind_seconds)]
+               "--quick", "--callgrind-seconds", str(args.callgrind_seconds),
+               "--keep-dumps", os.path.join(work, "dumps")]
         for name, path in wasm.items():
             cmd += ["--extra", f"{name}={path}"]
         print("== callgrind: " + " ".join(cmd[2:]), flush=True)
@@ -153,8 +203,10 @@ def main():
             sys.stderr.write(run.stderr)
             raise SystemExit(run.returncode)
         # bench.py prints "  <name>: <instructions> instructions/request".
-        got = {m.group(1): int(m.group(2).replace(",", "")) for m in
-               re.finditer(r"^\s*([\w.-]+): ([\d,]+) instructions/request", run.stdout, re.M)}
+        found = re.findall(r"^\s*([\w.-]+): ([\d,]+) instructions/request \((\d+) requests\)",
+                           run.stdout, re.M)
+        got = {name: int(n.replace(",", "")) for name, n, _ in found}
+        requests = {name: int(r) for name, _, r in found}
         full, floor = got.get("nected-small"), got.get("floor-abi")
         if not full or not floor or "no-filter" not in got:
             raise SystemExit("price: bench.py did not report no-filter, floor-abi and nected-small")
@@ -172,6 +224,16 @@ def main():
             if "sha256-twice" in got:
                 glue = got["skeleton"] - floor - (got["sha256-twice"] - full)
                 print(f"| the glue: the skeleton less SHA-256 | {glue:,} | |")
+        shown = ["no-filter", "floor-abi", "nected-small"]
+        rows = by_object(os.path.join(work, "dumps"), requests, shown)
+        if rows:
+            print("\nBy where they ran (self instructions per request, from the callgrind dumps):\n")
+            print("| where | " + " | ".join(shown) + " | nected − floor |")
+            print("|---|" + "---:|" * (len(shown) + 1))
+            for place, costs in sorted(rows.items(), key=lambda r: -r[1].get("nected-small", 0)):
+                cells = [f"{costs.get(n, 0):,.0f}" for n in shown]
+                diff = costs.get("nected-small", 0) - costs.get("floor-abi", 0)
+                print(f"| {place} | " + " | ".join(cells) + f" | {diff:+,.0f} |")
     finally:
         if not args.keep:
             shutil.rmtree(work, ignore_errors=True)

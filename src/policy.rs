@@ -167,10 +167,11 @@ pub struct RouteIndex {
     prefix: HashMap<Box<[u8]>, Box<[u32]>, PathHash>,
     /// `prefix: "/"` routes.
     everything: Box<[u32]>,
-    /// `prefix_lengths[n]`: some prefix is `n` bytes long. Leading parts of
-    /// a path of other lengths are never looked up, and the work per request
-    /// is bounded by the longest prefix, whatever the path's length.
-    prefix_lengths: Box<[bool]>,
+    /// The lengths of the prefixes, ascending, each once. Only leading
+    /// parts of a path of these lengths are looked up: the work per request
+    /// is one test per length (and one lookup per length that ends at a `/`),
+    /// whatever the path's length.
+    prefix_lengths: Box<[usize]>,
 }
 
 impl RouteIndex {
@@ -188,12 +189,15 @@ impl RouteIndex {
             }
         }
         let longest = prefix.keys().map(|p| p.len()).max().unwrap_or(0);
-        let mut lengths = vec![false; longest + 1];
+        let mut seen = vec![false; longest + 1];
         for p in prefix.keys() {
-            if let Some(slot) = lengths.get_mut(p.len()) {
+            if let Some(slot) = seen.get_mut(p.len()) {
                 *slot = true;
             }
         }
+        let lengths: Vec<usize> = (0..=longest)
+            .filter(|&n| seen.get(n) == Some(&true))
+            .collect();
         index.exact = exact.into_iter().map(|(k, v)| (k, v.into())).collect();
         index.prefix = prefix.into_iter().map(|(k, v)| (k, v.into())).collect();
         index.everything = everything.into();
@@ -220,17 +224,15 @@ impl RouteIndex {
         if !self.exact.is_empty() {
             consider(self.exact.get(path));
         }
-        if !self.prefix.is_empty() {
-            let has_length = |n: usize| self.prefix_lengths.get(n).copied().unwrap_or(false);
-            // Every leading part that ends before a `/`, then the whole path.
-            let limit = path.len().min(self.prefix_lengths.len());
-            for (at, &b) in path.iter().enumerate().take(limit).skip(1) {
-                if b == b'/' && has_length(at) {
-                    consider(self.prefix.get(path.get(..at).unwrap_or_default()));
-                }
-            }
-            if has_length(path.len()) {
-                consider(self.prefix.get(path));
+        // Every leading part of a prefix's length that ends before a `/`,
+        // and the whole path. (A prefix is at least 2 bytes: `/` alone is
+        // `everything`.)
+        for &n in self.prefix_lengths.iter() {
+            match path.get(n) {
+                Some(b'/') => consider(self.prefix.get(path.get(..n).unwrap_or_default())),
+                Some(_) => {}
+                None if n == path.len() => consider(self.prefix.get(path)),
+                None => break,
             }
         }
         best.map(|i| i as usize)

@@ -11,6 +11,11 @@ what it costs over the ABI floor, less SHA-256, is the glue (the filter's
 contexts, the decision's plumbing, the bigger module). Not a test; writes
 nothing in the tree.
 
+One more variant is the unchanged source built with other flags (wasm
+SIMD), to price that choice. The callgrind dumps also split the
+instructions of no filter, the floor and the filter by where they ran
+(Envoy, V8's code, libc).
+
 Every variant still answers a valid key 200 and a wrong one 401 (bench.py
 checks that first); an edit that no longer applies to the source stops the
 run, naming the piece.
@@ -89,6 +94,12 @@ PIECES = {
         [(GLUE, "        if policy.strip_key {\n", "        if false {\n")],
     ),
 }
+# name -> (what it measures, extra RUSTFLAGS): the same source, built
+# otherwise; its price is what the build would save (or cost, negative).
+BUILDS = {
+    "simd128": ("built with wasm SIMD (`-C target-feature=+simd128`: sha2's simd128 backend, "
+                "auto-vectorized loops); not shipped", "-C target-feature=+simd128"),
+}
 SKELETON = ["no-filter-state", "no-detail-counters", "no-header-rules", "no-trim", "no-path",
             "no-host", "no-route-match", "no-revocation", "no-query-key"]
 
@@ -105,14 +116,18 @@ def apply(tree, edits, name):
             f.write(text.replace(old, new))
 
 
-def build(work, name, edits, target):
+def build(work, name, edits, target, rustflags=""):
     tree = os.path.join(work, name)
     shutil.copytree(ROOT, tree, ignore=shutil.ignore_patterns(
         "target", ".git", ".tools", "bench"))
     apply(tree, edits, name)
     print(f"== building {name}", flush=True)
     # A variant leaves code unused: its warnings are expected.
-    env = dict(os.environ, RUSTFLAGS=(os.environ.get("RUSTFLAGS", "") + " -A warnings").strip())
+    flags = " ".join(filter(None, [os.environ.get("RUSTFLAGS", ""), "-A warnings", rustflags]))
+    env = dict(os.environ, RUSTFLAGS=flags)
+    # Each set of flags has its own target folder (a change of flags
+    # rebuilds every dependency).
+    target = os.path.join(target, "simd" if rustflags else "plain")
     subprocess.run(["cargo", "build", "--quiet", "--lib", "--release", "--target", "wasm32-wasip1",
                     "--manifest-path", os.path.join(tree, "Cargo.toml"), "--target-dir", target],
                    check=True, env=env)
@@ -128,12 +143,14 @@ def self_cost_by_object(path):
     names, current, totals, skip = {}, "?", {}, False
     with open(path, errors="replace") as f:
         for line in f:
-            if line.startswith("ob="):
-                m = re.match(r"ob=(?:\((\d+)\))?\s*(.*)", line.rstrip("\n"))
+            if line.startswith(("ob=", "cob=")):
+                # `(n) name` defines n (in either), `(n)` refers to it.
+                m = re.match(r"c?ob=(?:\((\d+)\))?\s*(.*)", line.rstrip("\n"))
                 ident, name = m.group(1), m.group(2)
                 if ident and name:
                     names[ident] = name
-                current = names.get(ident, name) if ident else name
+                if line.startswith("ob="):
+                    current = names.get(ident, name) if ident else name
             elif line.startswith("calls="):
                 skip = True
             elif line[:1].isdigit() or line[:1] in "+-*":
@@ -151,7 +168,7 @@ def where(name):
     if "envoy" in base:
         return "Envoy (C++: HTTP, and the host side of every proxy-wasm call)"
     if base.startswith("libc") or base.startswith("libm") or base.startswith("ld-"):
-        return "libc"
+        return "libc, ld.so"
     if not os.path.exists(name):
         return "anonymous mappings (V8: the wasm code, its stubs and builtins)"
     return "other"
@@ -179,7 +196,7 @@ def main():
     args = ap.parse_args()
     work = args.keep or tempfile.mkdtemp(prefix="nka-price-")
     os.makedirs(work, exist_ok=True)
-    names = args.only.split(",") if args.only else list(PIECES) + ["skeleton"]
+    names = args.only.split(",") if args.only else list(PIECES) + ["skeleton"] + list(BUILDS)
     target = os.path.join(work, "target")
     wasm = {}
     try:
@@ -188,8 +205,12 @@ def main():
                 edits = [e for piece in SKELETON for e in PIECES[piece][1]]
             elif name in PIECES:
                 edits = PIECES[name][1]
+            elif name in BUILDS:
+                wasm[name] = build(work, name, [], target, BUILDS[name][1])
+                continue
             else:
-                raise SystemExit(f"price: no piece {name!r}; pieces: {', '.join(PIECES)}, skeleton")
+                raise SystemExit(f"price: no piece {name!r}; pieces: "
+                                 f"{', '.join(list(PIECES) + ['skeleton'] + list(BUILDS))}")
             wasm[name] = build(work, name, edits, target)
         cmd = [sys.executable, os.path.join(ROOT, "scripts", "bench.py"), "--envoy", args.envoy,
                "--quick", "--callgrind-seconds", str(args.callgrind_seconds),
@@ -217,7 +238,8 @@ def main():
             if name not in got or name == "skeleton":
                 continue
             price = got[name] - full if name == "sha256-twice" else full - got[name]
-            print(f"| {name}: {PIECES[name][0]} | {price:,} | {got[name]:,} |")
+            what = PIECES[name][0] if name in PIECES else BUILDS[name][0]
+            print(f"| {name}: {what} | {price:,} | {got[name]:,} |")
         if "skeleton" in got:
             print(f"| skeleton: every piece but SHA-256 out at once, over the floor | "
                   f"{got['skeleton'] - floor:,} | {got['skeleton']:,} |")

@@ -99,6 +99,8 @@ PIECES = {
 BUILDS = {
     "simd128": ("built with wasm SIMD (`-C target-feature=+simd128`: sha2's simd128 backend, "
                 "auto-vectorized loops); not shipped", "-C target-feature=+simd128"),
+    "opt-s": ("built for size (`opt-level = \"s\"`): a smaller module; not shipped",
+              "-C opt-level=s"),
 }
 SKELETON = ["no-filter-state", "no-detail-counters", "no-header-rules", "no-trim", "no-path",
             "no-host", "no-route-match", "no-revocation", "no-query-key"]
@@ -127,7 +129,7 @@ def build(work, name, edits, target, rustflags=""):
     env = dict(os.environ, RUSTFLAGS=flags)
     # Each set of flags has its own target folder (a change of flags
     # rebuilds every dependency).
-    target = os.path.join(target, "simd" if rustflags else "plain")
+    target = os.path.join(target, re.sub(r"\W+", "-", rustflags) or "plain")
     subprocess.run(["cargo", "build", "--quiet", "--lib", "--release", "--target", "wasm32-wasip1",
                     "--manifest-path", os.path.join(tree, "Cargo.toml"), "--target-dir", target],
                    check=True, env=env)
@@ -231,7 +233,9 @@ def main():
         full, floor = got.get("nected-small"), got.get("floor-abi")
         if not full or not floor or "no-filter" not in got:
             raise SystemExit("price: bench.py did not report no-filter, floor-abi and nected-small")
-        print(f"\nnected {full:,}; ABI floor {floor:,}; gap {full - floor:,} instructions/request\n")
+        module = os.path.join(ROOT, "target", "wasm32-wasip1", "release", "nected_key_auth.wasm")
+        print(f"\nnected {full:,}; ABI floor {floor:,}; gap {full - floor:,} instructions/request; "
+              f"module {os.path.getsize(module):,} bytes\n")
         print("| piece | instructions/request | variant |")
         print("|---|---:|---:|")
         for name in names:
@@ -239,6 +243,8 @@ def main():
                 continue
             price = got[name] - full if name == "sha256-twice" else full - got[name]
             what = PIECES[name][0] if name in PIECES else BUILDS[name][0]
+            if name in BUILDS:
+                what += f" ({os.path.getsize(wasm[name]):,}-byte module)"
             print(f"| {name}: {what} | {price:,} | {got[name]:,} |")
         if "skeleton" in got:
             print(f"| skeleton: every piece but SHA-256 out at once, over the floor | "

@@ -568,6 +568,9 @@ def markdown(results):
                      f"(target ≤ {TARGET_WORKER_MIB:.0f}) — {verdict(t['worker_memory'])}; with one "
                      f"worker nected is {mem['nected-10k']['1'] - mem['floor-large']['1']:+.1f} MiB over "
                      "the floor.")
+        for label, line in mem.get("compile", {}).items():
+            lines.append(f"- Heap while compiling the {label} configuration (on the host, 64-bit; "
+                         f"`cargo bench --bench compile_memory`): {line}.")
     if results["criterion"]:
         lines += ["", "Host micro-benchmarks of the core (criterion, `cargo bench --bench core`, median):", "",
                   "| benchmark | time |", "|---|---:|"]
@@ -587,6 +590,29 @@ def write_benchmarks_md(block):
     _, tail = rest.split(end, 1)
     with open(path, "w") as f:
         f.write(f"{head}{begin}\n{block}\n{end}{tail}")
+
+
+def compile_memory(work):
+    """Heap while compiling the 10k/1k and 100k/10k configurations, on the
+    host (benches/compile_memory.rs): peak, kept, and what a streaming
+    compile could save at most."""
+    files = []
+    for label, config in (("10k/1k", large_config()), ("100k/10k", large_config(100_000, 10_000))):
+        path = os.path.join(work, f"compile-{label.replace('/', '-')}.json")
+        with open(path, "w") as f:
+            json.dump(config, f)
+        files.append((label, path))
+    run = subprocess.run(["cargo", "bench", "--quiet", "--bench", "compile_memory", "--"]
+                         + [p for _, p in files], capture_output=True, text=True, cwd=ROOT)
+    if run.returncode:
+        print(run.stderr, file=sys.stderr)
+        raise SystemExit("cargo bench --bench compile_memory failed")
+    out = {}
+    for label, path in files:
+        m = re.search(re.escape(path) + r": (.*)", run.stdout)
+        if m:
+            out[label] = m.group(1).strip()
+    return out
 
 
 def memory_per_worker(work, envoy_bin, floor, nected):
@@ -712,6 +738,7 @@ def main():
         if "memory" not in skip:
             print("== memory per worker: --concurrency " + ", ".join(map(str, WORKER_COUNTS)), flush=True)
             memory = memory_per_worker(work, envoy_bin, floor, os.path.abspath(args.wasm))
+            memory["compile"] = compile_memory(work)
 
         print("== callgrind: instructions per request", flush=True)
         instructions = {}

@@ -142,7 +142,7 @@ endif
 ## bench-price: what each piece of the filter costs per request: one
 ## variant per piece (taken out, or SHA-256 done twice), built from a copy
 ## of the tree and run under callgrind beside the filter and the ABI floor
-## in one quick bench run (about 12 minutes; writes nothing)
+## in one quick bench run (about 10 minutes; writes nothing)
 bench-price: build envoy bench-tools
 	python3 scripts/price.py --envoy "$(ENVOY)" $(PRICE_ARGS)
 

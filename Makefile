@@ -116,6 +116,14 @@ $(ENVOY):
 	@$(ENVOY) --version | grep -q "/$(ENVOY_VERSION)/" || { echo "unexpected Envoy version" >&2; exit 1; }
 	@echo "installed Envoy $(ENVOY_VERSION) at $(ENVOY)"
 
+# `cargo bench` builds the library for the bench harness (which always
+# unwinds) and again for the `nected-key` binary it builds beside it; with
+# the release profile's `abort` the two copies share one file name and the
+# build can race (a failed link). Benches build everything unwinding: one
+# copy. (Cargo warns that `panic` is ignored for the bench profile: it is,
+# for the harness only.)
+BENCH_CARGO := CARGO_PROFILE_BENCH_PANIC=unwind
+
 ## bench: nected-key-auth beside no filter, Envoy's native api_key_auth,
 ## Lua, pass-through wasm filters (the floor, the ABI floor) and Higress's
 ## key-auth when ../shared/bench-peers has it: CPU µs, requests/s, RSS
@@ -132,7 +140,7 @@ BENCH_ARGS    ?=
 
 bench: build envoy bench-tools
 ifeq ($(BENCH_QUICK),)
-	cargo bench --bench core -- --warm-up-time 1 --measurement-time 3
+	$(BENCH_CARGO) cargo bench --bench core -- --warm-up-time 1 --measurement-time 3
 	python3 scripts/bench.py --envoy "$(ENVOY)" --seconds $(BENCH_SECONDS) --rounds $(BENCH_ROUNDS) $(BENCH_ARGS)
 	$(MAKE) --no-print-directory bench-nginx
 else

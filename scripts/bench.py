@@ -602,8 +602,10 @@ def compile_memory(work):
         with open(path, "w") as f:
             json.dump(config, f)
         files.append((label, path))
+    # One copy of the library for the bench and the binary (see the Makefile).
+    env = dict(os.environ, CARGO_PROFILE_BENCH_PANIC="unwind")
     run = subprocess.run(["cargo", "bench", "--quiet", "--bench", "compile_memory", "--"]
-                         + [p for _, p in files], capture_output=True, text=True, cwd=ROOT)
+                         + [p for _, p in files], capture_output=True, text=True, cwd=ROOT, env=env)
     if run.returncode:
         print(run.stderr, file=sys.stderr)
         raise SystemExit("cargo bench --bench compile_memory failed")

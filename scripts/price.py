@@ -60,8 +60,8 @@ PIECES = {
     "no-header-rules": (
         "the header scan's checks beyond the key and pseudo-headers "
         "(host, origin, method overrides, rewrite hints, client header)",
-        [(DECIDE, "        let lengths = SCAN_LENGTHS\n            | length_bit(key_name.len())",
-          "        let lengths = length_bit(key_name.len())")],
+        [(DECIDE, "if self.scan_lengths & length_bit(name.len()) == 0",
+          "if length_bit(key_name.len()) & length_bit(name.len()) == 0")],
     ),
     "no-trim": (
         "trimming header values",
@@ -118,10 +118,10 @@ def apply(tree, edits, name):
             f.write(text.replace(old, new))
 
 
-def build(work, name, edits, target, rustflags=""):
+def build(work, name, edits, rustflags=""):
     tree = os.path.join(work, name)
     shutil.copytree(ROOT, tree, ignore=shutil.ignore_patterns(
-        "target", ".git", ".tools", "bench"))
+        "target", ".git", ".tools", "bench", "dist"))
     apply(tree, edits, name)
     print(f"== building {name}", flush=True)
     # A variant leaves code unused: its warnings are expected.
@@ -129,7 +129,7 @@ def build(work, name, edits, target, rustflags=""):
     env = dict(os.environ, RUSTFLAGS=flags)
     # Each set of flags has its own target folder (a change of flags
     # rebuilds every dependency).
-    target = os.path.join(target, re.sub(r"\W+", "-", rustflags) or "plain")
+    target = os.path.join(work, "target", re.sub(r"\W+", "-", rustflags) or "plain")
     subprocess.run(["cargo", "build", "--quiet", "--lib", "--release", "--target", "wasm32-wasip1",
                     "--manifest-path", os.path.join(tree, "Cargo.toml"), "--target-dir", target],
                    check=True, env=env)
@@ -184,8 +184,8 @@ def by_object(dumps, requests, names):
         if not os.path.exists(path) or not requests.get(name):
             continue
         for obj, cost in self_cost_by_object(path).items():
-            rows.setdefault(where(obj), {}).setdefault(name, 0)
-            rows[where(obj)][name] += cost / requests[name]
+            row = rows.setdefault(where(obj), {})
+            row[name] = row.get(name, 0) + cost / requests[name]
     return rows
 
 
@@ -199,21 +199,18 @@ def main():
     work = args.keep or tempfile.mkdtemp(prefix="nka-price-")
     os.makedirs(work, exist_ok=True)
     names = args.only.split(",") if args.only else list(PIECES) + ["skeleton"] + list(BUILDS)
-    target = os.path.join(work, "target")
     wasm = {}
     try:
         for name in names:
             if name == "skeleton":
-                edits = [e for piece in SKELETON for e in PIECES[piece][1]]
+                wasm[name] = build(work, name, [e for p in SKELETON for e in PIECES[p][1]])
             elif name in PIECES:
-                edits = PIECES[name][1]
+                wasm[name] = build(work, name, PIECES[name][1])
             elif name in BUILDS:
-                wasm[name] = build(work, name, [], target, BUILDS[name][1])
-                continue
+                wasm[name] = build(work, name, [], BUILDS[name][1])
             else:
                 raise SystemExit(f"price: no piece {name!r}; pieces: "
                                  f"{', '.join(list(PIECES) + ['skeleton'] + list(BUILDS))}")
-            wasm[name] = build(work, name, edits, target)
         cmd = [sys.executable, os.path.join(ROOT, "scripts", "bench.py"), "--envoy", args.envoy,
                "--quick", "--callgrind-seconds", str(args.callgrind_seconds),
                "--keep-dumps", os.path.join(work, "dumps")]
@@ -225,7 +222,7 @@ def main():
         if run.returncode:
             sys.stderr.write(run.stderr)
             raise SystemExit(run.returncode)
-        # bench.py prints "  <name>: <instructions> instructions/request".
+        # bench.py prints "  <name>: <instructions> instructions/request (<n> requests)".
         found = re.findall(r"^\s*([\w.-]+): ([\d,]+) instructions/request \((\d+) requests\)",
                            run.stdout, re.M)
         got = {name: int(n.replace(",", "")) for name, n, _ in found}

@@ -422,6 +422,7 @@ fn compile_node(node: &Node, bytes: &[u8], errors: &mut Errors) -> Option<Policy
     // The canonical form: the same however the document was written.
     let fingerprint =
         crate::canonical::sha256(node).unwrap_or_else(|| Sha256::digest(bytes).into());
+    let forward_client = (!forward_client.is_empty()).then_some(forward_client);
     Some(Policy {
         header: header.into(),
         www_authenticate: format!("ApiKey header=\"{header}\"").into(),
@@ -432,7 +433,8 @@ fn compile_node(node: &Node, bytes: &[u8], errors: &mut Errors) -> Option<Policy
         clients: clients.into(),
         by_digest: by_digest.into(),
         strip_key: top.flag("strip_key"),
-        forward_client: (!forward_client.is_empty()).then(|| forward_client.into()),
+        forward_client: forward_client.map(Into::into),
+        scan_lengths: crate::decide::scan_lengths(header, forward_client),
         allow_cors_preflight: top.flag("allow_cors_preflight"),
         require_tls: top.flag("require_tls"),
         log_requests: top.flag("log_requests"),

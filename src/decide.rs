@@ -252,6 +252,13 @@ const fn length_bit(len: usize) -> u64 {
     1 << if len < 63 { len } else { 63 }
 }
 
+/// The lengths of every name `Policy::scan` looks for, the key and client
+/// header names included: a header of another length is passed over after
+/// one test. Computed once, when the configuration is compiled.
+pub fn scan_lengths(key_header: &str, client_header: Option<&str>) -> u64 {
+    SCAN_LENGTHS | length_bit(key_header.len()) | client_header.map_or(0, |c| length_bit(c.len()))
+}
+
 /// A header value without its leading and trailing spaces and tabs, as an
 /// HTTP/1.1 parser reads it; HTTP/2 passes values as sent.
 pub fn trim(value: &[u8]) -> &[u8] {
@@ -278,15 +285,10 @@ impl Policy {
     {
         let key_name = self.header.as_bytes();
         let client_name = self.forward_client.as_deref().map(str::as_bytes);
-        // The lengths of every name looked for below: a header of another
-        // length is passed over after one test.
-        let lengths = SCAN_LENGTHS
-            | length_bit(key_name.len())
-            | client_name.map_or(0, |c| length_bit(c.len()));
         let mut req = Request::default();
         for (name, raw) in headers {
             req.entries += 1;
-            if lengths & length_bit(name.len()) == 0 && name.first() != Some(&b':') {
+            if self.scan_lengths & length_bit(name.len()) == 0 && name.first() != Some(&b':') {
                 continue;
             }
             let value = trim(raw);

@@ -188,6 +188,8 @@ impl RouteIndex {
                 PathMatch::Everything => everything.push(i),
             }
         }
+        // Which lengths occur, then those lengths in order (a set type would
+        // add 8 KB of code to the module for this one use).
         let longest = prefix.keys().map(|p| p.len()).max().unwrap_or(0);
         let mut seen = vec![false; longest + 1];
         for p in prefix.keys() {
@@ -283,6 +285,9 @@ pub struct Policy {
     pub strip_key: bool,
     /// Lower-case header name; `None` when turned off.
     pub forward_client: Option<Box<str>>,
+    /// The header name lengths the request scan looks at
+    /// (`decide::scan_lengths`).
+    pub scan_lengths: u64,
     pub allow_cors_preflight: bool,
     pub require_tls: bool,
     /// Log the decision of requests that pass too (refusals always are);
